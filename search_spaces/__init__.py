@@ -1,0 +1,1 @@
+"""Search spaces as data, one small module per space, looked up by `--space NAME`."""

@@ -1,0 +1,45 @@
+"""What every command-line entry point shares: logging set-up and the user-error exit path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from trainables.errors import UserError
+
+__all__ = ["EXIT_USER_ERROR", "configure_logging", "is_interactive", "run_cli"]
+
+EXIT_USER_ERROR = 2
+
+
+def is_interactive() -> bool:
+    """Whether stdout is a terminal, so progress bars are welcome (never in logs or CI)."""
+    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("1", "true")
+
+
+def configure_logging(*, verbose: bool = False) -> None:
+    """One line per event on stderr, so stdout stays clean for `--json` output."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run `main`, turning a `UserError` into its message on stderr and exit code 2.
+
+    Any other exception propagates with its traceback: it is a bug, not a user mistake.
+    """
+    try:
+        return main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
