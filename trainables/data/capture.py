@@ -24,6 +24,7 @@ class Capture:
         dlc: uint8 payload length in bytes (0-8), shape `[n]`.
         payload: uint8 payload bytes, shape `[n, 8]`.
         attack: bool, True for injected messages, shape `[n]`.
+        num_dropped_rows: Bad rows the reader dropped (with `on_bad_rows="skip"`), 0 otherwise.
 
     Example:
         >>> import numpy as np
@@ -39,6 +40,7 @@ class Capture:
     dlc: np.ndarray
     payload: np.ndarray
     attack: np.ndarray
+    num_dropped_rows: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.timestamp)

@@ -1,0 +1,158 @@
+"""`CANGraphDataModule`: train/validation/test graphs for Lightning, with tunable batch sizes."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch_geometric.loader import DataLoader
+
+from trainables.data.dataset import CANGraphDataset
+from trainables.data.source import GraphSource, LoadedSplit, load_split
+from trainables.data.vocab import Vocabulary
+from trainables.errors import UserError
+
+__all__ = ["DEFAULT_BATCH_SIZE", "CANGraphDataModule", "stratified_split"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 64
+
+
+def stratified_split(
+    labels: np.ndarray, *, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of indices into (train, val) keeping each class's share in both.
+
+    Each class puts `round(val_fraction * count)` of its members in validation, at least one
+    when it has two or more members.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise UserError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        num_val = round(val_fraction * len(members))
+        if len(members) >= 2:
+            num_val = min(max(num_val, 1), len(members) - 1)
+        val.append(members[:num_val])
+        train.append(members[num_val:])
+    if not train:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+class CANGraphDataModule(pl.LightningDataModule):
+    """Graphs of one dataset: a seeded stratified train/val split of the training splits, and
+    each test split on its own.
+
+    `batch_size` is a plain attribute so Lightning's batch-size tuner can scale it; validation
+    and test use `eval_batch_size`, which resolves to the explicit eval size, else `batch_size`,
+    else `DEFAULT_BATCH_SIZE`.
+
+    Args:
+        source: Where graphs come from (default: the embedded synthetic traffic).
+        batch_size: Training batch size (default 64).
+        eval_batch_size: Validation/test batch size (default: `batch_size`).
+        val_fraction: Share of training graphs held out for validation (default 0.2).
+        seed: Seed of the split and of the training shuffle (default 0).
+        num_workers: DataLoader worker processes (default 0: graphs are in memory).
+
+    Example:
+        >>> dm = CANGraphDataModule(batch_size=32)
+        >>> dm.batch_size, dm.eval_batch_size
+        (32, 32)
+    """
+
+    def __init__(
+        self,
+        source: GraphSource | None = None,
+        *,
+        batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        for option, value in (
+            ("--batch-size", batch_size),
+            ("--eval-batch-size", eval_batch_size),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"{option} must be an integer >= 1, got {value!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise UserError(f"--val-fraction must be in (0, 1), got {val_fraction}")
+        self.source = source or GraphSource()
+        self.batch_size: int = batch_size or DEFAULT_BATCH_SIZE
+        self._eval_batch_size = eval_batch_size
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.num_workers = num_workers
+        self.train_set: CANGraphDataset | None = None
+        self.val_set: CANGraphDataset | None = None
+        self.test_sets: dict[str, CANGraphDataset] = {}
+        self.vocab: Vocabulary | None = None
+        self.loaded: dict[str, LoadedSplit] = {}
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self._eval_batch_size or self.batch_size or DEFAULT_BATCH_SIZE
+
+    @eval_batch_size.setter
+    def eval_batch_size(self, value: int | None) -> None:
+        self._eval_batch_size = value
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train = load_split(self.source, "train")
+        self.loaded["train"] = train
+        self.vocab = train.vocab
+        full = CANGraphDataset(train.graphs)
+        train_idx, val_idx = stratified_split(
+            full.labels, val_fraction=self.val_fraction, seed=self.seed
+        )
+        self.train_set, self.val_set = full[train_idx], full[val_idx]
+        for name in self.source.split_names()[1]:
+            loaded = load_split(self.source, name)
+            self.loaded[name] = loaded
+            self.test_sets[name] = CANGraphDataset(loaded.graphs)
+        logger.info(
+            "data: %d train, %d val graphs, test splits %s, vocabulary %d IDs",
+            len(self.train_set),
+            len(self.val_set),
+            {n: len(d) for n, d in self.test_sets.items()} or "none",
+            len(self.vocab),
+        )
+
+    def _require(self, dataset: CANGraphDataset | None) -> CANGraphDataset:
+        if dataset is None:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        return dataset
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self._require(self.train_set),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self._require(self.val_set),
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers,
+        )
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [
+            DataLoader(d, batch_size=self.eval_batch_size, num_workers=self.num_workers)
+            for d in self.test_sets.values()
+        ]
