@@ -127,3 +127,16 @@ def test_load_split_real_hcrl_sa(shared_data: Path, tmp_path: Path) -> None:
     assert 9300 <= loaded.graphs.num_graphs <= 9500
     assert 0 < loaded.graphs.y.sum() < loaded.graphs.num_graphs
     assert loaded.graphs.x.shape[1] == 11
+
+
+def test_load_split_synthetic_default_is_deterministic_and_cached(tmp_path: Path) -> None:
+    source = GraphSource(num_messages=30_000, cache_dir=tmp_path / "c")
+    train, test = load_split(source, "train"), load_split(source, "test")
+    assert not train.cache_hit and train.graphs.num_graphs == 225
+    assert 0 < train.graphs.y.sum() < train.graphs.num_graphs
+    assert test.graphs.num_graphs == 75 and test.cache_hit  # built with train, in one go
+    np.testing.assert_array_equal(test.vocab.ids, train.vocab.ids)
+    fresh = load_split(GraphSource(num_messages=30_000, use_cache=False), "train")
+    np.testing.assert_array_equal(fresh.graphs.x, train.graphs.x)
+    other = load_split(GraphSource(num_messages=30_000, seed=1, use_cache=False), "train")
+    assert not np.array_equal(other.graphs.y, train.graphs.y)
