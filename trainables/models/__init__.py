@@ -1,0 +1,86 @@
+"""GNN models of a trial: GAT classifier, VGAE autoencoder, DQN fusion, distillation, weights."""
+
+from trainables.models.checkpoint import load_weights
+from trainables.models.distillation import distillation_loss
+from trainables.models.encoder import GraphAttentionEncoder
+from trainables.models.features import (
+    MODEL_SIZES,
+    NUM_CONTINUOUS_FEATURES,
+    NUM_EDGE_FEATURES,
+    NUM_NODE_FEATURES,
+    ModelSize,
+    check_model_size,
+    graph_index,
+    split_node_features,
+)
+from trainables.models.fusion import (
+    NUM_STATE_FEATURES,
+    STATE_FEATURES,
+    DQNConfig,
+    FusionAgent,
+    QNetwork,
+    ReplayBuffer,
+    ScoreScale,
+    Transitions,
+    action_alphas,
+    fuse_scores,
+    fusion_reward,
+    fusion_state,
+    state_scores,
+)
+from trainables.models.gat import GATClassifier, GATConfig
+from trainables.models.inference import evaluating
+from trainables.models.vgae import (
+    VGAE,
+    GraphErrors,
+    ReconstructionTargets,
+    VGAEConfig,
+    VGAELoss,
+    VGAEOutput,
+    anomaly_score,
+    graph_anomaly_scores,
+    graph_reconstruction_errors,
+    reconstruction_targets,
+    vgae_loss,
+)
+
+__all__ = [
+    "MODEL_SIZES",
+    "NUM_CONTINUOUS_FEATURES",
+    "NUM_EDGE_FEATURES",
+    "NUM_NODE_FEATURES",
+    "NUM_STATE_FEATURES",
+    "STATE_FEATURES",
+    "VGAE",
+    "DQNConfig",
+    "FusionAgent",
+    "GATClassifier",
+    "GATConfig",
+    "GraphAttentionEncoder",
+    "GraphErrors",
+    "ModelSize",
+    "QNetwork",
+    "ReconstructionTargets",
+    "ReplayBuffer",
+    "ScoreScale",
+    "Transitions",
+    "VGAEConfig",
+    "VGAELoss",
+    "VGAEOutput",
+    "action_alphas",
+    "anomaly_score",
+    "check_model_size",
+    "distillation_loss",
+    "evaluating",
+    "fuse_scores",
+    "fusion_reward",
+    "fusion_state",
+    "graph_anomaly_scores",
+    "graph_index",
+    "graph_reconstruction_errors",
+    "load_weights",
+    "reconstruction_targets",
+    "split_node_features",
+    "state_scores",
+    "vgae_loss",
+]
