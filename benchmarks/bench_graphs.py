@@ -90,8 +90,9 @@ def bench_synthetic_child(num_messages: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--dataset", default="hcrl_sa")
     parser.add_argument("--synthetic-messages", type=int, default=20_000_000)
@@ -110,7 +111,9 @@ def main() -> int:
         print(f"skipping real captures: {args.data_dir} not found", file=sys.stderr)
     child = subprocess.run(
         [sys.executable, __file__, "--child", str(args.synthetic_messages)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     results["synthetic"] = json.loads(child.stdout)
 
@@ -119,15 +122,21 @@ def main() -> int:
         return 0
     if "real" in results:
         r = results["real"]
-        print(f"{r['dataset']} training captures ({r['num_files']} files, {r['num_graphs']} graphs)")
+        print(
+            f"{r['dataset']} training captures ({r['num_files']} files, {r['num_graphs']} graphs)"
+        )
         print(f"  pure pyarrow read : {r['pure_read_s']:.3f} s")
-        print(f"  read + build, cold: {r['cold_build_s']:.3f} s  ({r['cold_over_read']}x read;"
-              f" goal <= 4x)")
+        print(
+            f"  read + build, cold: {r['cold_build_s']:.3f} s  ({r['cold_over_read']}x read;"
+            f" goal <= 4x)"
+        )
         print(f"  cache load        : {r['cache_load_s']:.4f} s  (goal <= 0.5 s)")
     s = results["synthetic"]
     print(f"synthetic {s['num_messages']:,} messages -> {s['num_graphs']:,} graphs")
-    print(f"  generate {s['generate_s']} s + build {s['build_s']} s = {s['total_s']} s"
-          f" (goal <= 60 s); peak RSS {s['peak_rss_gib']} GiB (goal <= 4 GiB)")
+    print(
+        f"  generate {s['generate_s']} s + build {s['build_s']} s = {s['total_s']} s"
+        f" (goal <= 60 s); peak RSS {s['peak_rss_gib']} GiB (goal <= 4 GiB)"
+    )
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from trainables.errors import UserError
@@ -28,6 +29,11 @@ def configure_logging(*, verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
+    # Lightning's start-up banners (accelerators, tips) are not events of the run.
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r".*`torch.jit.script` is deprecated")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -58,6 +58,8 @@ class CANGraphDataModule(pl.LightningDataModule):
         batch_size: Training batch size (default 64).
         eval_batch_size: Validation/test batch size (default: `batch_size`).
         val_fraction: Share of training graphs held out for validation (default 0.2).
+        train_on_normal_only: Keep only normal graphs for training (autoencoders); validation
+            keeps both classes (default False).
         seed: Seed of the split and of the training shuffle (default 0).
         num_workers: DataLoader worker processes (default 0: graphs are in memory).
 
@@ -74,6 +76,7 @@ class CANGraphDataModule(pl.LightningDataModule):
         batch_size: int | None = None,
         eval_batch_size: int | None = None,
         val_fraction: float = 0.2,
+        train_on_normal_only: bool = False,
         seed: int = 0,
         num_workers: int = 0,
     ) -> None:
@@ -90,6 +93,7 @@ class CANGraphDataModule(pl.LightningDataModule):
         self.batch_size: int = batch_size or DEFAULT_BATCH_SIZE
         self._eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
+        self.train_on_normal_only = train_on_normal_only
         self.seed = seed
         self.num_workers = num_workers
         self.train_set: CANGraphDataset | None = None
@@ -116,6 +120,8 @@ class CANGraphDataModule(pl.LightningDataModule):
         train_idx, val_idx = stratified_split(
             full.labels, val_fraction=self.val_fraction, seed=self.seed
         )
+        if self.train_on_normal_only:
+            train_idx = train_idx[full.labels[train_idx] == 0]
         self.train_set, self.val_set = full[train_idx], full[val_idx]
         for name in self.source.split_names()[1]:
             loaded = load_split(self.source, name)

@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import doctest
+import platform
+import resource
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables.batching import budget as budget_module
+from trainables.batching.budget import (
+    BUDGET_GRANULARITY_BYTES,
+    default_budget_bytes,
+    memory_budget,
+)
+from trainables.batching.oom import is_out_of_memory
+from trainables.batching.system_memory import available_memory_bytes
+from trainables.errors import UserError
+
+MiB = 1 << 20
+GiB = 1 << 30
+CPU = torch.device("cpu")
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+needs_glibc = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="RLIMIT_DATA and malloc thresholds as on Linux with glibc",
+)
+
+# Run in a fresh interpreter: glibc's dynamic mmap threshold can only be observed before anything
+# fixes it, and fixing it lasts for the life of the process.
+_FRAGMENTATION_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from trainables.batching.budget import memory_budget
+
+    MiB = 1 << 20
+    threshold = None if sys.argv[1] == "none" else int(sys.argv[1])
+    # Earlier work in this process freed a 24 MiB block: glibc now serves blocks below that from
+    # the heap, where they stay after they are freed.
+    torch.empty(24 * MiB, dtype=torch.uint8)
+    with memory_budget(256 * MiB, device=torch.device("cpu"), mmap_threshold_bytes=threshold):
+        blocks = []
+        for _ in range(10):
+            blocks.append(torch.empty(16 * MiB, dtype=torch.uint8))
+            blocks.append(torch.empty(MiB, dtype=torch.uint8))  # live blocks in between
+        blocks = [block for block in blocks if block.numel() == MiB]
+        # 10 MiB are live; without the fix the heap still holds the 160 MiB freed around them.
+        try:
+            grown = torch.empty(200 * MiB, dtype=torch.uint8)
+        except RuntimeError as exc:
+            print("out of memory:", exc)
+        else:
+            print("fits")
+    """
+)
+
+
+def _run_fragmentation_script(threshold: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _FRAGMENTATION_SCRIPT, threshold],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=_REPO_ROOT,
+    )
+
+
+@needs_glibc
+def test_memory_budget_cpu_measures_live_memory_and_restores_the_limit() -> None:
+    previous = resource.getrlimit(resource.RLIMIT_DATA)
+    with memory_budget(256 * MiB, device=CPU) as budget:
+        assert resource.getrlimit(resource.RLIMIT_DATA) == (budget.limit_bytes, previous[1])
+        assert budget.limit_bytes == budget.baseline_bytes + 256 * MiB
+        for _ in range(5):
+            block = torch.empty(100 * MiB, dtype=torch.uint8)
+            block.fill_(1)
+            del block
+        blocks = [torch.ones(4 * MiB, dtype=torch.uint8) for _ in range(25)]
+        del blocks
+        grown = torch.empty(200 * MiB, dtype=torch.uint8)
+        del grown
+        with pytest.raises(
+            RuntimeError, match="DefaultCPUAllocator: can't allocate memory"
+        ) as info:
+            torch.empty(300 * MiB, dtype=torch.uint8)
+        assert is_out_of_memory(info.value)
+        with pytest.raises(MemoryError):
+            bytearray(300 * MiB)
+    assert resource.getrlimit(resource.RLIMIT_DATA) == previous
+    assert torch.empty(GiB, dtype=torch.uint8).numel() == GiB
+
+
+@needs_glibc
+def test_memory_budget_cpu_fixed_mmap_threshold_stops_heap_fragmentation_tripping_it() -> None:
+    with_fix = _run_fragmentation_script(str(128 * 1024))
+    without_fix = _run_fragmentation_script("none")
+    fixed_out, fixed_err = with_fix.communicate(timeout=60)
+    dynamic_out, dynamic_err = without_fix.communicate(timeout=60)
+    assert with_fix.returncode == 0, fixed_err
+    assert without_fix.returncode == 0, dynamic_err
+    assert fixed_out.strip() == "fits"
+    assert "DefaultCPUAllocator: can't allocate memory" in dynamic_out
+
+
+@needs_glibc
+def test_memory_budget_cpu_restores_the_limit_when_the_body_raises() -> None:
+    previous = resource.getrlimit(resource.RLIMIT_DATA)
+    with (
+        pytest.raises(RuntimeError, match="can't allocate memory"),
+        memory_budget(64 * MiB, device=CPU),
+    ):
+        torch.empty(128 * MiB, dtype=torch.uint8)
+    assert resource.getrlimit(resource.RLIMIT_DATA) == previous
+
+
+@needs_glibc
+def test_memory_budget_cpu_peak_is_the_largest_growth_of_the_data_segment() -> None:
+    with memory_budget(512 * MiB, device=CPU, sample_interval_s=0.001) as budget:
+        block = torch.ones(128 * MiB, dtype=torch.uint8)
+        assert 128 * MiB <= budget.peak_bytes < 512 * MiB
+        del block
+        small = torch.ones(MiB, dtype=torch.uint8)
+        del small
+    assert 128 * MiB <= budget.peak_bytes < 160 * MiB
+    assert budget.peak_fraction == pytest.approx(budget.peak_bytes / (512 * MiB))
+    assert "budget=512MiB" in repr(budget)
+
+
+@needs_glibc
+def test_memory_budget_cpu_nested_budget_never_loosens_the_outer_limit() -> None:
+    previous = resource.getrlimit(resource.RLIMIT_DATA)
+    with memory_budget(256 * MiB, device=CPU) as outer:
+        with memory_budget(GiB, device=CPU) as inner:
+            assert inner.limit_bytes == outer.limit_bytes
+            assert inner.budget_bytes < 256 * MiB
+        assert resource.getrlimit(resource.RLIMIT_DATA) == (outer.limit_bytes, previous[1])
+    assert resource.getrlimit(resource.RLIMIT_DATA) == previous
+
+
+@needs_glibc
+def test_memory_budget_cpu_without_room_raises_memory_error() -> None:
+    previous = resource.getrlimit(resource.RLIMIT_DATA)
+    with open("/proc/self/status") as status:
+        data_bytes = next(int(x.split()[1]) * 1024 for x in status if x.startswith("VmData:"))
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (data_bytes, previous[1]))
+        with pytest.raises(MemoryError), memory_budget(64 * MiB, device=CPU):
+            pass
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, previous)
+    assert resource.getrlimit(resource.RLIMIT_DATA) == previous
+
+
+@needs_glibc
+def test_memory_budget_cpu_default_shares_available_memory() -> None:
+    before = available_memory_bytes()
+    with memory_budget(None, device=CPU, num_concurrent_trials=4) as budget:
+        pass
+    after = available_memory_bytes()
+    # Other processes may take or free memory meanwhile: compare with both readings.
+    assert (
+        budget.budget_bytes % BUDGET_GRANULARITY_BYTES == 0
+        or budget.budget_bytes < BUDGET_GRANULARITY_BYTES
+    )
+    low, high = min(before, after) // 4, max(before, after) // 4
+    assert low - BUDGET_GRANULARITY_BYTES <= budget.budget_bytes <= high
+
+
+def test_default_budget_bytes_rounds_down_to_the_granularity() -> None:
+    before = available_memory_bytes()
+    budget = default_budget_bytes(CPU, num_concurrent_trials=2)
+    after = available_memory_bytes()
+    assert budget % BUDGET_GRANULARITY_BYTES == 0 or budget < BUDGET_GRANULARITY_BYTES
+    low, high = min(before, after) // 2, max(before, after) // 2
+    assert low - BUDGET_GRANULARITY_BYTES <= budget <= high
+
+
+def test_default_budget_bytes_rejects_no_trials() -> None:
+    with pytest.raises(UserError, match="num_concurrent_trials must be >= 1"):
+        default_budget_bytes(CPU, num_concurrent_trials=0)
+
+
+@pytest.mark.parametrize("budget_bytes", [0, -1])
+def test_memory_budget_rejects_a_budget_below_one_byte(budget_bytes: int) -> None:
+    with (
+        pytest.raises(UserError, match="memory budget must be > 0 bytes"),
+        memory_budget(budget_bytes, device=CPU),
+    ):
+        pass
+
+
+def test_memory_budget_rejects_other_devices() -> None:
+    with (
+        pytest.raises(UserError, match="memory budgets support devices"),
+        memory_budget(GiB, device=torch.device("meta")),
+    ):
+        pass
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_memory_budget_rejects_cuda_without_cuda() -> None:
+    with (
+        pytest.raises(UserError, match=r"torch.cuda.is_available\(\) is False"),
+        memory_budget(GiB, device=torch.device("cuda")),
+    ):
+        pass
+
+
+def test_memory_budget_rejects_a_sample_interval_of_zero() -> None:
+    with (
+        pytest.raises(ValueError, match="sample_interval_s must be > 0"),
+        memory_budget(GiB, device=CPU, sample_interval_s=0),
+    ):
+        pass
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_memory_budget_cuda_limits_allocations_and_restores_the_fraction() -> None:
+    device = torch.device("cuda", torch.cuda.current_device())
+    before = torch.cuda.get_per_process_memory_fraction(device)
+    with memory_budget(GiB, device=device) as budget:
+        assert torch.cuda.get_per_process_memory_fraction(device) < before
+        block = torch.empty(256 * MiB, dtype=torch.uint8, device=device)
+        with pytest.raises(torch.OutOfMemoryError, match="out of memory") as info:
+            torch.empty(2 * GiB, dtype=torch.uint8, device=device)
+        assert is_out_of_memory(info.value)
+        del block
+    assert 256 * MiB <= budget.peak_bytes < GiB
+    assert 0.25 <= budget.peak_fraction < 1.0
+    assert torch.cuda.get_per_process_memory_fraction(device) == before
+    assert torch.empty(2 * GiB, dtype=torch.uint8, device=device).numel() == 2 * GiB
+
+
+@needs_glibc
+def test_budget_docstring_examples_run() -> None:
+    assert doctest.testmod(budget_module).failed == 0

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import doctest
+import fcntl
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from trainables.batching import locked_json
+from trainables.batching.locked_json import LockedJsonFile, canonical_key, file_lock
+from trainables.errors import UserError
+
+
+@dataclass(frozen=True)
+class _Key:
+    name: str
+    size: int
+
+
+def test_locked_json_file_reads_a_missing_file_as_no_entries(tmp_path: Path) -> None:
+    assert LockedJsonFile(tmp_path / "none.json", format_name="demo").read() == {}
+
+
+def test_locked_json_file_update_writes_a_complete_file(tmp_path: Path) -> None:
+    store = LockedJsonFile(tmp_path / "sub" / "store.json", format_name="demo")
+    assert store.update(lambda entries: entries.setdefault("a", 1)) == 1
+    data = json.loads(store.path.read_text())
+    assert data == {"format": "demo", "version": 1, "entries": {"a": 1}}
+    assert store.lock_path.exists()
+    # The temporary file was renamed over the data file: nothing else is left behind.
+    assert {path.name for path in store.path.parent.iterdir()} == {"store.json", "store.json.lock"}
+
+
+def test_locked_json_file_update_writes_nothing_when_mutate_raises(tmp_path: Path) -> None:
+    store = LockedJsonFile(tmp_path / "store.json", format_name="demo")
+    store.update(lambda entries: entries.update(a=1))
+
+    def fail(entries: dict[str, object]) -> None:
+        entries["a"] = 2
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        store.update(fail)
+    assert store.read() == {"a": 1}
+    assert {path.name for path in tmp_path.iterdir()} == {"store.json", "store.json.lock"}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{not json", r"store.json: not valid JSON \(.*\); move it away or delete it"),
+        ('{"format": "other", "version": 1, "entries": {}}', "store.json: not a demo file"),
+        ('{"format": "demo", "version": 1, "entries": []}', "store.json: not a demo file"),
+        ("[]", "store.json: not a demo file"),
+        ('{"format": "demo", "version": 9, "entries": {}}', "demo file version 9, this code"),
+    ],
+)
+def test_locked_json_file_rejects_files_it_did_not_write(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    path = tmp_path / "store.json"
+    path.write_text(text)
+    with pytest.raises(UserError, match=match):
+        LockedJsonFile(path, format_name="demo").read()
+
+
+def test_file_lock_excludes_other_open_files(tmp_path: Path) -> None:
+    lock_path = tmp_path / "x.lock"
+    # flock belongs to the open file, so a second open conflicts as another process would.
+    with file_lock(lock_path), lock_path.open("a") as other, pytest.raises(BlockingIOError):
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with lock_path.open("a") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_canonical_key_is_stable_json_of_the_fields() -> None:
+    assert canonical_key(_Key("a", 1)) == '{"name": "a", "size": 1}'
+    assert canonical_key(_Key("a", 1)) == canonical_key(_Key(size=1, name="a"))
+
+
+@pytest.mark.parametrize("key", [{"name": "a"}, _Key])
+def test_canonical_key_rejects_what_is_not_a_dataclass_instance(key: object) -> None:
+    with pytest.raises(TypeError, match="key must be a dataclass instance"):
+        canonical_key(key)
+
+
+def test_locked_json_docstring_examples_run() -> None:
+    assert doctest.testmod(locked_json).failed == 0

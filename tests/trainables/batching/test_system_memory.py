@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import doctest
+import platform
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainables.batching import system_memory
+from trainables.batching.system_memory import (
+    PeakMemorySampler,
+    available_memory_bytes,
+    fix_malloc_thresholds,
+    process_memory_bytes,
+    trim_malloc,
+)
+
+MiB = 1 << 20
+needs_glibc = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="reads /proc and tunes glibc malloc",
+)
+
+
+def test_process_memory_bytes_reads_kib_fields_as_bytes(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmData:\t  2048 kB\nVmRSS:\t  1024 kB\n")
+    assert process_memory_bytes(status_path=status) == 2 * MiB
+    assert process_memory_bytes("VmRSS", status_path=status) == MiB
+
+
+def test_process_memory_bytes_rejects_a_missing_field(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\n")
+    with pytest.raises(KeyError, match="has no VmData line"):
+        process_memory_bytes(status_path=status)
+
+
+def test_available_memory_bytes_reads_mem_available(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  4096 kB\nMemAvailable:   3072 kB\n")
+    assert available_memory_bytes(meminfo_path=meminfo) == 3 * MiB
+
+
+@needs_glibc
+def test_process_memory_bytes_follows_the_data_segment_of_this_process() -> None:
+    fix_malloc_thresholds()
+    before = process_memory_bytes()
+    block = torch.empty(64 * MiB, dtype=torch.uint8)
+    assert process_memory_bytes() - before >= 64 * MiB
+    del block
+    assert process_memory_bytes() - before < 8 * MiB
+    assert available_memory_bytes() > 0
+
+
+@needs_glibc
+def test_fix_malloc_thresholds_returns_freed_blocks_to_the_kernel() -> None:
+    assert fix_malloc_thresholds(256 * 1024)
+    assert fix_malloc_thresholds()
+    before = process_memory_bytes()
+    blocks = [torch.empty(16 * MiB, dtype=torch.uint8) for _ in range(8)]
+    pins = [torch.empty(MiB, dtype=torch.uint8) for _ in range(8)]
+    assert process_memory_bytes() - before >= 128 * MiB
+    del blocks
+    assert process_memory_bytes() - before < 16 * MiB
+    del pins
+
+
+@pytest.mark.parametrize("threshold_bytes", [0, 64 * MiB])
+def test_fix_malloc_thresholds_rejects_thresholds_glibc_cannot_take(threshold_bytes: int) -> None:
+    with pytest.raises(ValueError, match=r"threshold_bytes must be in 1\.\.33554432"):
+        fix_malloc_thresholds(threshold_bytes)
+
+
+@needs_glibc
+def test_trim_malloc_runs() -> None:
+    assert trim_malloc() in (True, False)
+
+
+@needs_glibc
+def test_peak_memory_sampler_catches_an_allocation_that_came_and_went() -> None:
+    fix_malloc_thresholds()
+    sampler = PeakMemorySampler("VmData", interval_s=0.001)
+    try:
+        baseline = process_memory_bytes()
+        block = torch.empty(96 * MiB, dtype=torch.uint8)
+        time.sleep(0.05)
+        del block
+        time.sleep(0.01)
+        assert process_memory_bytes() - baseline < 8 * MiB
+    finally:
+        sampler.stop()
+    assert sampler.peak_bytes - baseline >= 96 * MiB
+
+
+def test_peak_memory_sampler_rejects_an_interval_of_zero() -> None:
+    with pytest.raises(ValueError, match="interval_s must be > 0"):
+        PeakMemorySampler(interval_s=0)
+
+
+@needs_glibc
+def test_system_memory_docstring_examples_run() -> None:
+    assert doctest.testmod(system_memory).failed == 0

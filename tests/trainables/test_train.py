@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+JSON_KEYS = {
+    "mode",
+    "size",
+    "epochs",
+    "val_f1",
+    "test",
+    "train_batch_size",
+    "eval_batch_size",
+    "num_train_batches_per_epoch",
+    "seconds",
+    "run_dir",
+}
+
+
+def train(*args: str | Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainables.train",
+            "--num-messages",
+            "30000",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(tmp_path / "runs"),
+            *map(str, args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_train_json_output_and_one_line_per_epoch(tmp_path: Path) -> None:
+    result = train(
+        "--mode",
+        "normal",
+        "--size",
+        "student",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--json",
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload.keys() >= JSON_KEYS
+    assert payload["train_batch_size"] == 32 and payload["num_train_batches_per_epoch"] == 6
+    assert Path(payload["run_dir"]).is_dir()
+    epoch_lines = [line for line in result.stderr.splitlines() if " epoch " in line]
+    assert len(epoch_lines) == 2 and "val_f1" in epoch_lines[-1]
+    assert "\r" not in result.stderr  # no progress bar when not on a terminal
+    assert "GPU available" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mode", "normal", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--mode", "magic"], "invalid choice: 'magic'"),
+        (["--mode", "normal", "--size", "huge"], "invalid choice: 'huge'"),
+        (["--mode", "kd", "--teacher", "/no/such/run"], "checkpoint /no/such/run: no such file"),
+    ],
+)
+def test_train_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) -> None:
+    result = train(*args, "--epochs", "1", tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

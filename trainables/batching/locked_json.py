@@ -1,0 +1,156 @@
+"""A JSON object in a file that concurrent processes read and update without losing writes.
+
+Updates hold an exclusive `fcntl.flock` on a lock file beside the data file for the whole
+read-modify-write, and replace the data file atomically (temporary file, fsync, `os.replace`), so
+a reader that takes no lock still sees either the old or the new complete file. flock locks
+belong to an open file, so they exclude threads of one process as well as other processes.
+Linux/macOS only, on a local file system (flock over NFS depends on the mount).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from trainables.errors import UserError
+
+__all__ = ["LockedJsonFile", "canonical_key", "file_lock"]
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (created if missing) for the duration of the context.
+
+    Args:
+        path: The lock file; its folder must exist.
+    """
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def canonical_key(key: object) -> str:
+    """A dataclass key as a stable string: its fields as JSON with sorted keys.
+
+    Args:
+        key: A dataclass instance whose fields are JSON values.
+
+    Returns:
+        For example `'{"dataset": "hcrl", "device_type": "cpu"}'`.
+
+    Raises:
+        TypeError: `key` is not a dataclass instance.
+    """
+    if not dataclasses.is_dataclass(key) or isinstance(key, type):
+        raise TypeError(f"key must be a dataclass instance, got {type(key).__name__}")
+    return json.dumps(dataclasses.asdict(key), sort_keys=True)
+
+
+class LockedJsonFile:
+    """A JSON object stored in `path`, updated under a lock and replaced atomically.
+
+    The file holds `{"format": <format_name>, "version": 1, "entries": {...}}`; callers read and
+    change `entries`. A missing file reads as no entries.
+
+    Args:
+        path: The data file; its folder is created on the first update. The lock file is
+            `path` + `.lock`.
+        format_name: What the file holds, written into it and checked on reading, so that one
+            kind of file is never mistaken for another.
+
+    Example:
+        >>> import tempfile
+        >>> store = LockedJsonFile(Path(tempfile.mkdtemp()) / "counts.json", format_name="demo")
+        >>> store.update(lambda entries: entries.setdefault("runs", 0))
+        0
+        >>> store.update(lambda entries: entries.__setitem__("runs", entries["runs"] + 1))
+        >>> store.read()
+        {'runs': 1}
+    """
+
+    _VERSION = 1
+
+    def __init__(self, path: Path, *, format_name: str) -> None:
+        self.path = Path(path)
+        self.format_name = format_name
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+
+    def read(self) -> dict[str, Any]:
+        """The entries as they are now (no lock: the file is only ever replaced whole).
+
+        Raises:
+            UserError: The file is not one of these files (names the file and how to fix it).
+        """
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}
+        return self._parse(text)
+
+    def update(self, mutate: Callable[[dict[str, Any]], T]) -> T:
+        """Read the entries, let `mutate` change them in place, and write them back, under lock.
+
+        Args:
+            mutate: Changes the entries dict in place; what it returns is returned. If it raises,
+                nothing is written.
+
+        Returns:
+            What `mutate` returned.
+
+        Raises:
+            UserError: The file is not one of these files.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.lock_path):
+            entries = self.read()
+            result = mutate(entries)
+            self._write(entries)
+        return result
+
+    def _parse(self, text: str) -> dict[str, Any]:
+        how_to_fix = f"move it away or delete it to start a new {self.format_name} file"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"{self.path}: not valid JSON ({exc.msg}, line {exc.lineno}); {how_to_fix}"
+            ) from None
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != self.format_name
+            or not isinstance(data.get("entries"), dict)
+        ):
+            raise UserError(f"{self.path}: not a {self.format_name} file; {how_to_fix}")
+        if data.get("version") != self._VERSION:
+            raise UserError(
+                f"{self.path}: {self.format_name} file version {data.get('version')!r}, this"
+                f" code reads version {self._VERSION}; {how_to_fix}"
+            )
+        entries: dict[str, Any] = data["entries"]
+        return entries
+
+    def _write(self, entries: dict[str, Any]) -> None:
+        data = {"format": self.format_name, "version": self._VERSION, "entries": entries}
+        fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise

@@ -1,0 +1,110 @@
+"""`python -m trainables.train --mode MODE`: train one model, without Ray.
+
+Every run writes a new run directory under `--out` (weights, the frozen config with the batch
+sizes actually used, metrics). Modes that need other models (curriculum and fusion need a VGAE,
+fusion a GAT, kd a teacher GAT) take their checkpoints as options or train them first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from trainables.cli import configure_logging, run_cli
+from trainables.data.options import add_source_arguments, source_from_args
+from trainables.models import MODEL_SIZES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from trainables.runner import MODES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m trainables.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--mode", required=True, choices=MODES)
+    parser.add_argument(
+        "--size",
+        choices=MODEL_SIZES,
+        default=None,
+        help="model preset (default: student for kd, teacher otherwise)",
+    )
+    add_source_arguments(parser)
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=None, help="training batch size (64)")
+    train.add_argument(
+        "--eval-batch-size",
+        type=int,
+        default=None,
+        help="validation/test batch size (default: --batch-size)",
+    )
+    train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument(
+        "--out", type=Path, default=Path("runs"), help="where run directories are created (runs/)"
+    )
+    train.add_argument("--json", action="store_true", help="print one JSON object")
+    deps = parser.add_argument_group("models a mode depends on (trained first when omitted)")
+    deps.add_argument("--teacher", type=Path, help="kd: teacher GAT run directory or model.pt")
+    deps.add_argument("--vgae", type=Path, help="curriculum, fusion: VGAE run dir or model.pt")
+    deps.add_argument("--gat", type=Path, help="fusion: GAT run directory or model.pt")
+    deps.add_argument(
+        "--prerequisite-epochs",
+        type=int,
+        default=None,
+        help="epochs for models trained first (default: --epochs)",
+    )
+    deps.add_argument("--kd-temperature", type=float, default=4.0)
+    deps.add_argument("--kd-alpha", type=float, default=0.7)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    from trainables.runner import TrainConfig, run_training
+
+    config = TrainConfig(
+        mode=args.mode,
+        size=args.size,
+        source=source_from_args(args),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        out_dir=args.out,
+        teacher=args.teacher,
+        vgae=args.vgae,
+        gat=args.gat,
+        prerequisite_epochs=args.prerequisite_epochs,
+        kd_temperature=args.kd_temperature,
+        kd_alpha=args.kd_alpha,
+    )
+    result = run_training(config)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(
+            f"{result.mode} ({result.size}): "
+            + ", ".join(f"val_{name} {value:.4f}" for name, value in result.val.items())
+        )
+        for split, metrics in result.test.items():
+            print(f"  test {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        print(
+            f"  batch size {result.train_batch_size} (eval {result.eval_batch_size}), "
+            f"{result.num_train_batches_per_epoch} batches/epoch, {result.seconds:.1f} s"
+        )
+        print(f"  run directory: {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
