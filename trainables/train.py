@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from trainables.cli import configure_logging, run_cli
 from trainables.data.options import add_source_arguments, source_from_args
@@ -19,7 +20,7 @@ from trainables.models import MODEL_SIZES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainables.runner import MODES
+    from trainables.training.config import MODES
 
     parser = argparse.ArgumentParser(
         prog="python -m trainables.train",
@@ -50,6 +51,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("runs"), help="where run directories are created (runs/)"
     )
     train.add_argument("--json", action="store_true", help="print one JSON object")
+    batch = parser.add_argument_group("tuner-plus-factor batch sizes")
+    batch.add_argument(
+        "--tune-batch-size",
+        action="store_true",
+        help="find the largest batch that fits (Lightning's tuner on the "
+        "worst-case batches), scale it by --safety-factor, apply it",
+    )
+    batch.add_argument(
+        "--memory-budget",
+        default=None,
+        help="device-memory budget, e.g. 4GiB (default: available memory)",
+    )
+    batch.add_argument(
+        "--safety-factor",
+        default=None,
+        help="share of the tuned maximum to apply, in (0, 1], or 'auto' for "
+        "the adaptive store's recommendation (default 0.9)",
+    )
+    batch.add_argument(
+        "--eval-multiplier",
+        type=float,
+        default=2.0,
+        help="eval batch = min(train batch x this, eval maximum) (2)",
+    )
+    batch.add_argument(
+        "--schedule",
+        default=None,
+        help='batch-size schedule as JSON, e.g. \'{"type": "step", "step_size": 2, "gamma": 2}\'',
+    )
+    batch.add_argument("--tuner-mode", choices=("binsearch", "power"), default="binsearch")
+    batch.add_argument(
+        "--frontier-memo",
+        type=Path,
+        default=None,
+        help="tuned-maximum memo file (default <out>/batch_size_frontier.json)",
+    )
     deps = parser.add_argument_group("models a mode depends on (trained first when omitted)")
     deps.add_argument("--teacher", type=Path, help="kd: teacher GAT run directory or model.pt")
     deps.add_argument("--vgae", type=Path, help="curriculum, fusion: VGAE run dir or model.pt")
@@ -68,7 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    from trainables.runner import TrainConfig, run_training
+    from trainables.batching.schedules import ConstantSchedule, parse_schedule
+    from trainables.batching.sizes import parse_size
+    from trainables.batching.tuner import TunerSettings
+    from trainables.training import BatchTuning, TrainConfig, run_training
+
+    batching = BatchTuning(
+        tune=args.tune_batch_size,
+        memory_budget=None
+        if args.memory_budget is None
+        else parse_size(args.memory_budget, option="--memory-budget"),
+        safety_factor=_safety_factor(args.safety_factor),
+        eval_multiplier=args.eval_multiplier,
+        schedule=ConstantSchedule() if args.schedule is None else parse_schedule(args.schedule),
+        tuner=TunerSettings(mode=args.tuner_mode),
+        memo_path=args.frontier_memo,
+    )
 
     config = TrainConfig(
         mode=args.mode,
@@ -87,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prerequisite_epochs=args.prerequisite_epochs,
         kd_temperature=args.kd_temperature,
         kd_alpha=args.kd_alpha,
+        batching=batching,
     )
     result = run_training(config)
     if args.json:
@@ -104,6 +157,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"  run directory: {result.run_dir}")
     return 0
+
+
+def _safety_factor(text: str | None) -> float | Literal["auto"]:
+    from trainables.errors import UserError
+    from trainables.training import DEFAULT_SAFETY_FACTOR
+
+    if text is None:
+        return DEFAULT_SAFETY_FACTOR
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(
+            f"--safety-factor must be a number in (0, 1] or 'auto', got {text!r}"
+        ) from None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch_geometric.loader import DataLoader
 
+from trainables.batching.schedules import log_batch_size_change
 from trainables.data.dataset import CANGraphDataset
 from trainables.data.source import GraphSource, LoadedSplit, load_split
 from trainables.data.vocab import Vocabulary
@@ -101,6 +102,7 @@ class CANGraphDataModule(pl.LightningDataModule):
         self.test_sets: dict[str, CANGraphDataset] = {}
         self.vocab: Vocabulary | None = None
         self.loaded: dict[str, LoadedSplit] = {}
+        self.batch_sizes_per_epoch: list[int] | None = None
 
     @property
     def eval_batch_size(self) -> int:
@@ -140,11 +142,29 @@ class CANGraphDataModule(pl.LightningDataModule):
             raise RuntimeError("call setup() before asking for a dataloader")
         return dataset
 
+    def current_epoch(self) -> int:
+        """The attached trainer's epoch (0 when no trainer is attached)."""
+        trainer: pl.Trainer | None = self.trainer
+        return 0 if trainer is None else int(trainer.current_epoch)
+
+    def apply_epoch_batch_size(self, epoch: int) -> int:
+        """Set `batch_size` to the schedule's size for `epoch` (if a schedule is set).
+
+        A size schedule needs the loader rebuilt each epoch:
+        `pl.Trainer(reload_dataloaders_every_n_epochs=1)`.
+        """
+        if self.batch_sizes_per_epoch:
+            size = self.batch_sizes_per_epoch[min(epoch, len(self.batch_sizes_per_epoch) - 1)]
+            log_batch_size_change(epoch, self.batch_size, size, logger=logger)
+            self.batch_size = size
+        return self.batch_size
+
     def train_dataloader(self) -> DataLoader:
+        batch_size = self.apply_epoch_batch_size(self.current_epoch())
         generator = torch.Generator().manual_seed(self.seed)
         return DataLoader(
             self._require(self.train_set),
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             shuffle=True,
             generator=generator,
             num_workers=self.num_workers,

@@ -337,6 +337,7 @@ class CurriculumDataModule(CANGraphDataModule):
     def train_dataloader(self) -> DataLoader:
         train_set = self._require(self.train_set)
         epoch = self._current_epoch()
+        batch_size = self.apply_epoch_batch_size(epoch)
         sample = self.epoch_sample(epoch)
         num_attack = int(np.count_nonzero(train_set.labels[sample] == 1))
         logger.info(
@@ -350,7 +351,7 @@ class CurriculumDataModule(CANGraphDataModule):
         shuffle_seed = int(self._seed_sequence(epoch).generate_state(1)[0])
         return DataLoader(
             train_set[sample],
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             shuffle=True,
             generator=torch.Generator().manual_seed(shuffle_seed),
             num_workers=self.num_workers,

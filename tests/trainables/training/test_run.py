@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -8,10 +10,12 @@ import pytest
 import torch
 
 from tests.trainables.data.helpers import ctt_rows, write_csv
+from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
+from trainables.batching.schedules import schedule_from_dict
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
 from trainables.models import GATClassifier, GATConfig, load_weights
-from trainables.runner import TrainConfig, run_training
+from trainables.training import BatchTuning, TrainConfig, run_training
 
 
 @pytest.fixture
@@ -140,3 +144,104 @@ def test_run_training_supervised_needs_attack_graphs(tmp_path: Path) -> None:
 def test_train_config_validates(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UserError, match=message):
         TrainConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def tuned(source: GraphSource, tmp_path: Path, **batching: object) -> TrainConfig:
+    return TrainConfig(
+        mode="normal",
+        size="student",
+        source=source,
+        epochs=2,
+        out_dir=tmp_path / "runs",
+        batching=BatchTuning(tune=True, **batching),
+    )  # type: ignore[arg-type]
+
+
+def test_tuned_run_applies_the_factor_exactly_once(tmp_path: Path, source: GraphSource) -> None:
+    result = run_training(tuned(source, tmp_path, memory_budget=48 << 20, safety_factor=0.5))
+    assert result.tuned_max_batch_size is not None and result.tuned_max_eval_batch_size
+    applied = max(1, math.floor(result.tuned_max_batch_size * 0.5))
+    assert result.train_batch_size == applied == result.batch_sizes_per_epoch[0]
+    assert result.eval_batch_size == min(2 * applied, result.tuned_max_eval_batch_size)
+    for row in result.history:
+        assert row["train_batch_size"] == applied
+        assert row["num_train_batches"] == math.ceil(180 / applied) > 1
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["train_batch_size"] == applied and saved["safety_factor"] == 0.5
+    assert saved["tuned_max_batch_size"] == result.tuned_max_batch_size
+    assert not result.oom and result.peak_memory_bytes and result.tuner_seconds > 0
+
+
+def test_tuned_run_memo_skips_the_tuner(tmp_path: Path, source: GraphSource) -> None:
+    first = run_training(tuned(source, tmp_path, memory_budget=64 << 20))
+    second = run_training(
+        tuned(source, tmp_path, memory_budget=64 << 20, safety_factor=0.7, eval_multiplier=1.0)
+    )
+    assert not first.memo_hit and second.memo_hit
+    assert second.tuned_max_batch_size == first.tuned_max_batch_size
+    assert second.tuner_seconds < 0.5
+    assert second.tuned_max_eval_batch_size is not None
+    assert second.eval_batch_size == min(second.train_batch_size, second.tuned_max_eval_batch_size)
+
+
+def test_tuned_run_out_of_memory_is_a_result(tmp_path: Path, source: GraphSource) -> None:
+    config = dataclasses.replace(tuned(source, tmp_path, memory_budget=4 << 20), size="teacher")
+    result = run_training(config)  # the teacher's weights alone do not fit 4 MiB
+    assert result.oom and result.oom_stage == "tuner"
+    assert not (result.run_dir / "model.pt").exists()
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["oom"] is True and metrics["oom_stage"] == "tuner"
+
+
+def test_tuned_run_explicit_eval_batch_size_wins(tmp_path: Path, source: GraphSource) -> None:
+    config = dataclasses.replace(
+        tuned(source, tmp_path, memory_budget=64 << 20), eval_batch_size=7, epochs=1
+    )
+    assert run_training(config).eval_batch_size == 7
+
+
+def test_run_follows_a_step_schedule(
+    tmp_path: Path, source: GraphSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedule = schedule_from_dict({"type": "step", "step_size": 1, "gamma": 2})
+    config = TrainConfig(
+        mode="normal",
+        size="student",
+        source=source,
+        epochs=3,
+        batch_size=8,
+        out_dir=tmp_path / "runs",
+        batching=BatchTuning(schedule=schedule),
+    )
+    with caplog.at_level(logging.INFO):
+        result = run_training(config)
+    assert result.batch_sizes_per_epoch == [8, 16, 32]
+    assert [row["train_batch_size"] for row in result.history] == [8, 16, 32]
+    assert [row["num_train_batches"] for row in result.history] == [23, 12, 6]
+    assert "epoch 1: train batch size 8 -> 16" in caplog.text
+
+
+def test_auto_factor_comes_from_the_adaptive_store(tmp_path: Path, source: GraphSource) -> None:
+    store = SafetyFactorStore(tmp_path / "factors.json")
+    key = SafetyFactorKey(
+        dataset="synthetic",
+        mode="normal",
+        model_size="student",
+        device_type="cpu",
+        budget_bytes=64 << 20,
+    )
+    for _ in range(3):
+        store.record(key, factor=0.9, peak_fraction=None, oom=True)
+    recommended = store.recommend(key, default=0.9)
+    assert recommended < 0.9
+    result = run_training(
+        tuned(
+            source,
+            tmp_path,
+            memory_budget=64 << 20,
+            safety_factor="auto",
+            factor_store_path=tmp_path / "factors.json",
+        )
+    )
+    assert result.safety_factor == pytest.approx(recommended)
+    assert store.num_records(key) == 4  # the run's outcome was recorded

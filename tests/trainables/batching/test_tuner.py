@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from trainables.batching.budget import memory_budget
+from trainables.batching.oom import is_out_of_memory
+from trainables.batching.safety_factor import apply_safety_factor
+from trainables.batching.tuner import (
+    ProbeDataModule,
+    TunerSettings,
+    largest_first,
+    probe_max_batch_size,
+)
+from trainables.data import CANGraphDataModule, CANGraphDataset, GraphSource
+from trainables.errors import UserError
+from trainables.models import GATClassifier, GATConfig
+from trainables.modes import ClassifierModule
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> CANGraphDataModule:
+    dm = CANGraphDataModule(
+        GraphSource(num_messages=30_000, cache_dir=tmp_path_factory.mktemp("c"))
+    )
+    dm.setup()
+    return dm
+
+
+def module(vocab_size: int) -> ClassifierModule:
+    return ClassifierModule(GATClassifier(GATConfig.preset("student", vocab_size=vocab_size)))
+
+
+def one_step(probe: CANGraphDataset, batch_size: int, vocab_size: int) -> None:
+    pl.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    ).fit(
+        module(vocab_size),
+        datamodule=ProbeDataModule(probe, batch_size=batch_size, for_eval=False),
+    )
+
+
+def test_largest_first_orders_by_nodes_plus_edges(data: CANGraphDataModule) -> None:
+    assert data.train_set is not None
+    probe = largest_first(data.train_set.graphs, limit=50)
+    sizes = probe.graph_sizes
+    assert len(probe) == 50 and (np.diff(sizes) <= 0).all()
+    all_sizes = (
+        data.train_set.graphs.num_nodes_per_graph + data.train_set.graphs.num_edges_per_graph
+    )
+    assert sizes[0] == all_sizes.max()
+
+
+def test_probe_max_batch_size_holds_under_a_real_cpu_budget(data: CANGraphDataModule) -> None:
+    assert data.train_set is not None and data.vocab is not None
+    vocab_size = len(data.vocab)
+    probe = largest_first(data.train_set.graphs.select(data.train_set.indices()))
+    with memory_budget(40 << 20, device=CPU):
+        found = probe_max_batch_size(
+            module(vocab_size), probe, for_eval=False, settings=TunerSettings()
+        )
+        assert 1 <= found < len(probe)  # the budget binds
+        # The heaviest batch at the default safety factor fits a fresh trainer and model...
+        one_step(probe, apply_safety_factor(found, 0.9), vocab_size)
+        # ...and twice the tuned maximum does not.
+        with pytest.raises(Exception) as excinfo:
+            one_step(probe, min(2 * found, len(probe)), vocab_size)
+        assert is_out_of_memory(excinfo.value)
+
+
+def test_probe_max_batch_size_is_capped_by_the_probe_set(data: CANGraphDataModule) -> None:
+    assert data.val_set is not None and data.vocab is not None
+    probe = largest_first(data.val_set.graphs.select(data.val_set.indices()))
+    found = probe_max_batch_size(
+        module(len(data.vocab)), probe, for_eval=True, settings=TunerSettings(mode="power")
+    )
+    assert found == len(probe)
+
+
+def test_probe_max_batch_size_budget_too_small_raises_oom(data: CANGraphDataModule) -> None:
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    # The teacher's Adam state alone (2 x 5 MiB) is allocated at the first step, inside.
+    teacher = ClassifierModule(
+        GATClassifier(GATConfig.preset("teacher", vocab_size=len(data.vocab)))
+    )
+    with memory_budget(4 << 20, device=CPU), pytest.raises(Exception) as excinfo:
+        probe_max_batch_size(teacher, probe, for_eval=False, settings=TunerSettings())
+    assert is_out_of_memory(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "linear"}, "--tuner-mode must be power or binsearch"),
+        ({"init_val": 0}, "tuner init_val must be >= 1"),
+    ],
+)
+def test_tuner_settings_validate(kwargs: dict[str, object], message: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=message):
+        TunerSettings(**kwargs)  # type: ignore[arg-type]
+    assert TunerSettings().margin == 0.0  # never Lightning's hidden 5% second factor

@@ -1,0 +1,255 @@
+"""Find the largest batch sizes that fit, with Lightning's tuner, on the worst-case batches.
+
+Lightning's `Tuner.scale_batch_size` grows a batch size until it runs out of memory. Two things
+decide whether its answer holds for a whole run, and both are fixed here:
+
+- What it probes. It steps through whatever the datamodule serves; shuffled, typical batches
+  give a maximum that an epoch meeting the largest graphs first exceeds. Here the probe serves
+  the graphs sorted by size (nodes + edges), largest first, from the largest set any epoch will
+  use, so every probed step is the heaviest batch of its size.
+- What it restores. It checkpoints and restores the model it probes; here the probe runs on a
+  throwaway module and trainer, so training starts from a model the tuner never touched.
+
+Its `margin` (a hidden 5% reduction in binsearch mode) is set to 0: the trial's safety factor is
+the only factor applied. The eval maximum is probed separately (no gradients: it is larger).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+from pytorch_lightning.tuner import Tuner
+from torch_geometric.loader import DataLoader
+
+from trainables.batching.frontier import Frontier
+from trainables.batching.oom import release_memory
+from trainables.data.dataset import CANGraphDataset
+from trainables.data.graphs import GraphArrays
+from trainables.errors import UserError
+
+__all__ = [
+    "ProbeDataModule",
+    "TunerMode",
+    "TunerSettings",
+    "find_frontier",
+    "largest_first",
+    "probe_max_batch_size",
+]
+
+logger = logging.getLogger(__name__)
+
+TunerMode = Literal["power", "binsearch"]
+
+
+@dataclass(frozen=True)
+class TunerSettings:
+    """How Lightning's batch-size tuner searches.
+
+    Args:
+        mode: `binsearch` (double until OOM, then bisect; default) or `power` (double only).
+        steps_per_trial: Steps run at each probed size (default 1: the probe serves the
+            heaviest batch first, so one step meets the worst case).
+        init_val: First size probed (default 2).
+        max_trials: Most sizes probed (default 25).
+        max_val: Largest size probed (default 65536; also capped at the probe set's size).
+
+    Example:
+        >>> TunerSettings(mode="power").margin
+        0.0
+    """
+
+    mode: TunerMode = "binsearch"
+    steps_per_trial: int = 1
+    init_val: int = 2
+    max_trials: int = 25
+    max_val: int = 1 << 16
+    margin: float = 0.0  # never a hidden second safety factor
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("power", "binsearch"):
+            raise UserError(f"--tuner-mode must be power or binsearch, got {self.mode!r}")
+        for name in ("steps_per_trial", "init_val", "max_trials", "max_val"):
+            if getattr(self, name) < 1:
+                raise UserError(f"tuner {name} must be >= 1, got {getattr(self, name)}")
+
+
+def largest_first(graphs: GraphArrays, *, limit: int | None = None) -> CANGraphDataset:
+    """The graphs sorted by nodes + edges, largest first (the `limit` largest when given)."""
+    sizes = graphs.num_nodes_per_graph + graphs.num_edges_per_graph
+    order = np.argsort(-sizes, kind="stable")[:limit]
+    return CANGraphDataset(graphs.select(order))
+
+
+class ProbeDataModule(pl.LightningDataModule):
+    """Serves a probe set in order (largest graphs first) at `batch_size`, which the tuner scales.
+
+    With `length`, the set is cycled to that many graphs, so batches larger than the set are the
+    set's heaviest graphs repeated: heavier than any real batch, never cut short by the end of
+    the set. For a training probe, validation is one single-graph batch (the tuner runs a few
+    validation steps too); for an eval probe, validation serves the probe set.
+
+    Args:
+        dataset: The probe set, already ordered largest first.
+        batch_size: Starting size (the tuner overwrites it).
+        for_eval: Whether the probe measures evaluation instead of training.
+        length: Graphs to serve, cycling the set (default: the set's own length).
+    """
+
+    def __init__(
+        self,
+        dataset: CANGraphDataset,
+        *,
+        batch_size: int,
+        for_eval: bool,
+        length: int | None = None,
+    ) -> None:
+        super().__init__()
+        if length is not None and length != len(dataset):
+            dataset = dataset[np.arange(length) % len(dataset)]
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.for_eval = for_eval
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.for_eval:
+            return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False)
+        return DataLoader(self.dataset[:1], batch_size=1)
+
+
+def probe_max_batch_size(
+    module: pl.LightningModule,
+    dataset: CANGraphDataset,
+    *,
+    for_eval: bool,
+    settings: TunerSettings,
+) -> int:
+    """The largest batch size of `dataset`'s heaviest batches that runs without OOM.
+
+    `module` is consumed: the probe trains it for a few steps. An out-of-memory error at the
+    smallest size propagates (nothing fits), and so does any other error.
+
+    Two behaviours of Lightning's search are kept out of reach: it returns a size that reaches
+    `max_val` without running it, and in binsearch mode a failing size at or past the dataset's
+    length is retried forever. The probe set is therefore cycled to `2N + 2` graphs with
+    `max_val = 2N + 2` (N = the set's size): the search meets neither branch before it has run
+    a size >= N, and the answer is capped at N (no real batch holds more than the set).
+    """
+    if len(dataset) == 0:
+        raise UserError("cannot tune a batch size on an empty dataset")
+    num_graphs = len(dataset)
+    max_val = min(settings.max_val, 2 * num_graphs + 2)
+    with tempfile.TemporaryDirectory(prefix="batch-probe-") as root, warnings.catch_warnings():
+        # A probe set of the largest graphs may hold one class only: metrics warn, and their
+        # values are not what a probe is for.
+        warnings.simplefilter("ignore", UserWarning)
+        trainer = pl.Trainer(
+            accelerator="auto",
+            devices=1,
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            default_root_dir=root,
+        )
+        init_val = min(settings.init_val, num_graphs)
+        probe = ProbeDataModule(dataset, batch_size=init_val, for_eval=for_eval, length=max_val)
+        found = Tuner(trainer).scale_batch_size(
+            module,
+            datamodule=probe,
+            method="validate" if for_eval else "fit",
+            mode=settings.mode,
+            steps_per_trial=settings.steps_per_trial,
+            init_val=init_val,
+            max_trials=settings.max_trials,
+            margin=settings.margin,
+            max_val=max_val,
+        )
+        found = int(found or probe.batch_size)
+        size = min(found, num_graphs)
+        if size <= init_val or (found >= max_val and max_val < 2 * num_graphs + 2):
+            # Below its first size, or at a max_val set by the user below 2N + 2, the tuner can
+            # return a size it never ran: run it now, so that a budget too small for any batch
+            # surfaces as an out-of-memory error here, in the tuner stage.
+            _run_once(module, dataset, size, for_eval=for_eval, settings=settings, root=root)
+        del trainer, probe
+    # The probe's trainer and module reference each other: collect them now, or their weights
+    # and optimiser state stay allocated inside the budget the real run is about to use.
+    module.trainer = None  # type: ignore[assignment]
+    release_memory()
+    return size
+
+
+def _run_once(
+    module: pl.LightningModule,
+    dataset: CANGraphDataset,
+    size: int,
+    *,
+    for_eval: bool,
+    settings: TunerSettings,
+    root: str,
+) -> None:
+    probe = ProbeDataModule(dataset, batch_size=size, for_eval=for_eval)
+    trainer = pl.Trainer(
+        accelerator="auto",
+        devices=1,
+        max_steps=settings.steps_per_trial,
+        limit_val_batches=settings.steps_per_trial if for_eval else 0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+    )
+    if for_eval:
+        trainer.validate(module, datamodule=probe, verbose=False)
+    else:
+        trainer.fit(module, datamodule=probe)
+
+
+def find_frontier(
+    make_module: Callable[[], pl.LightningModule],
+    train_probe: CANGraphDataset,
+    eval_probe: CANGraphDataset,
+    *,
+    settings: TunerSettings,
+) -> Frontier:
+    """Tuned maxima for training and evaluation, each probed on a fresh module."""
+    start = time.perf_counter()
+    # Lightning collects garbage before every probed size; freezing what exists now (datasets,
+    # cached graphs) keeps each collection to the probe's own objects: seconds saved per trial.
+    gc.freeze()
+    try:
+        train_max = probe_max_batch_size(
+            make_module(), train_probe, for_eval=False, settings=settings
+        )
+        eval_max = probe_max_batch_size(
+            make_module(), eval_probe, for_eval=True, settings=settings
+        )
+    finally:
+        gc.unfreeze()
+    logger.info(
+        "tuner (%s): max train batch %d (probe set %d graphs), max eval batch %d "
+        "(probe set %d graphs) in %.1f s",
+        settings.mode,
+        train_max,
+        len(train_probe),
+        eval_max,
+        len(eval_probe),
+        time.perf_counter() - start,
+    )
+    return Frontier(train_max, eval_max)

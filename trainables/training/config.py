@@ -1,0 +1,205 @@
+"""Frozen configuration of one training run, and what a run reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from trainables.batching.schedules import BatchSizeSchedule, ConstantSchedule
+from trainables.batching.tuner import TunerSettings
+from trainables.data.source import GraphSource
+from trainables.errors import UserError
+from trainables.models import ModelSize, check_model_size
+
+__all__ = ["MODES", "OOM_STAGES", "BatchTuning", "Mode", "OomStage", "RunResult", "TrainConfig"]
+
+Mode = Literal["normal", "autoencoder", "curriculum", "kd", "fusion"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+OomStage = Literal["tuner", "train", "validation", "test"]
+OOM_STAGES: tuple[OomStage, ...] = get_args(OomStage)
+_DEFAULT_SIZE: dict[str, ModelSize] = {"kd": "student"}
+
+
+@dataclass(frozen=True)
+class BatchTuning:
+    """The tuner-plus-factor settings: how a run finds, scales and schedules its batch size.
+
+    With `tune`, Lightning's tuner finds the largest train and eval batches that fit (on the
+    worst-case batches, under `memory_budget`), `safety_factor` scales the train maximum once,
+    `eval_multiplier` sets the eval size from it, and `schedule` changes it per epoch.
+
+    Args:
+        tune: Whether to run the tuner (`--tune-batch-size`); otherwise the configured batch
+            size is used as it is (a schedule still applies to it).
+        memory_budget: Device-memory budget in bytes (`--memory-budget`); None: on CPU the
+            available memory divided by `num_concurrent_trials`, on CUDA the free memory.
+        safety_factor: Share of the tuned maximum to apply, in (0, 1], or `auto` for the
+            adaptive store's recommendation (default 0.9).
+        eval_multiplier: Eval batch = min(train batch x this, eval maximum) (default 2).
+        schedule: Batch-size schedule over epochs (default constant).
+        tuner: How the tuner searches.
+        memo_path: Frontier memo file (default `<out>/batch_size_frontier.json`).
+        factor_store_path: Adaptive safety-factor store (default in the cache folder).
+        num_concurrent_trials: Trials sharing the machine, for the default budget (default 1).
+
+    Example:
+        >>> BatchTuning(tune=True, safety_factor=0.5).schedule.type
+        'none'
+    """
+
+    tune: bool = False
+    memory_budget: int | None = None
+    safety_factor: float | Literal["auto"] = 0.9
+    eval_multiplier: float = 2.0
+    schedule: BatchSizeSchedule = field(default_factory=ConstantSchedule)
+    tuner: TunerSettings = field(default_factory=TunerSettings)
+    memo_path: Path | None = None
+    factor_store_path: Path | None = None
+    num_concurrent_trials: int = 1
+
+    def __post_init__(self) -> None:
+        if self.safety_factor != "auto" and not (
+            isinstance(self.safety_factor, int | float) and 0.0 < self.safety_factor <= 1.0
+        ):
+            raise UserError(
+                f"--safety-factor must be in (0, 1] or 'auto', got {self.safety_factor!r}"
+            )
+        if not self.eval_multiplier >= 1.0:
+            raise UserError(f"--eval-multiplier must be >= 1, got {self.eval_multiplier}")
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise UserError(f"--memory-budget must be > 0 bytes, got {self.memory_budget}")
+        if self.num_concurrent_trials < 1:
+            raise UserError(
+                f"num_concurrent_trials must be >= 1, got {self.num_concurrent_trials}"
+            )
+
+    @property
+    def uses_budget(self) -> bool:
+        return self.tune or self.memory_budget is not None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run depends on.
+
+    Args:
+        mode: `normal`, `autoencoder`, `curriculum`, `kd` or `fusion`.
+        size: `teacher` or `student` (default: student for kd, teacher otherwise).
+        source: Where graphs come from (default: synthetic traffic).
+        epochs: Training epochs (default 10).
+        batch_size: Training batch size (default 64; with tuning, the tuner decides).
+        eval_batch_size: Validation/test batch size; wins over the eval multiplier.
+        learning_rate: Adam learning rate (default 1e-3).
+        seed: Seed of the split, the shuffle and the model's initialisation (default 0).
+        out_dir: Where run directories are created (default `runs`).
+        teacher: kd: a trained teacher GAT (run directory or `model.pt`); trained first if None.
+        vgae: curriculum and fusion: a trained VGAE; trained first if None.
+        gat: fusion: a trained GAT; trained first if None.
+        prerequisite_epochs: Epochs for models trained first (default: `epochs`).
+        kd_temperature: Distillation temperature T (default 4).
+        kd_alpha: Weight of the distillation term (default 0.7).
+        val_fraction: Share of training graphs held out for validation (default 0.2).
+        batching: Batch-size tuning, safety factor, budget and schedule.
+
+    Example:
+        >>> TrainConfig(mode="kd").resolved_size
+        'student'
+    """
+
+    mode: Mode
+    size: ModelSize | None = None
+    source: GraphSource = field(default_factory=GraphSource)
+    epochs: int = 10
+    batch_size: int | None = None
+    eval_batch_size: int | None = None
+    learning_rate: float = 1e-3
+    seed: int = 0
+    out_dir: Path = Path("runs")
+    teacher: Path | None = None
+    vgae: Path | None = None
+    gat: Path | None = None
+    prerequisite_epochs: int | None = None
+    kd_temperature: float = 4.0
+    kd_alpha: float = 0.7
+    val_fraction: float = 0.2
+    batching: BatchTuning = field(default_factory=BatchTuning)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.size is not None:
+            check_model_size(self.size)
+        if self.mode == "kd" and self.size == "teacher":
+            raise UserError("--mode kd trains a student from a teacher; use --size student")
+        for option, value in (
+            ("--epochs", self.epochs),
+            ("--prerequisite-epochs", self.prerequisite_epochs),
+            ("--batch-size", self.batch_size),
+            ("--eval-batch-size", self.eval_batch_size),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"{option} must be an integer >= 1, got {value!r}")
+        if not self.learning_rate > 0:
+            raise UserError(f"--lr must be > 0, got {self.learning_rate}")
+        if not self.kd_temperature > 0:
+            raise UserError(f"--kd-temperature must be > 0, got {self.kd_temperature}")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise UserError(f"--kd-alpha must be in [0, 1], got {self.kd_alpha}")
+
+    @property
+    def resolved_size(self) -> ModelSize:
+        return self.size or _DEFAULT_SIZE.get(self.mode, "teacher")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced; `to_json()` is the CLI's `--json` object."""
+
+    mode: Mode
+    size: ModelSize
+    epochs: int
+    run_dir: Path
+    val: dict[str, float]
+    test: dict[str, dict[str, float]]
+    train_batch_size: int
+    eval_batch_size: int
+    batch_sizes_per_epoch: list[int]
+    num_train_batches_per_epoch: int
+    seconds: float
+    history: list[dict[str, float]]
+    tuned_max_batch_size: int | None = None
+    tuned_max_eval_batch_size: int | None = None
+    safety_factor: float | None = None
+    tuner_seconds: float = 0.0
+    memo_hit: bool = False
+    memory_budget_bytes: int | None = None
+    peak_memory_bytes: int | None = None
+    device: str = "cpu"
+    oom: bool = False
+    oom_stage: OomStage | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "size": self.size,
+            "epochs": self.epochs,
+            **{f"val_{name}": value for name, value in self.val.items()},
+            "test": self.test,
+            "train_batch_size": self.train_batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "batch_sizes_per_epoch": self.batch_sizes_per_epoch,
+            "num_train_batches_per_epoch": self.num_train_batches_per_epoch,
+            "tuned_max_batch_size": self.tuned_max_batch_size,
+            "tuned_max_eval_batch_size": self.tuned_max_eval_batch_size,
+            "safety_factor": self.safety_factor,
+            "tuner_seconds": round(self.tuner_seconds, 3),
+            "memo_hit": self.memo_hit,
+            "memory_budget_bytes": self.memory_budget_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "device": self.device,
+            "oom": self.oom,
+            "oom_stage": self.oom_stage,
+            "seconds": round(self.seconds, 3),
+            "run_dir": str(self.run_dir),
+        }

@@ -1,0 +1,151 @@
+"""Models a mode builds on: load a checkpoint, or train it first; and the mode's module factory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from trainables.errors import UserError
+from trainables.models import VGAE, GATClassifier, GATConfig, ModelSize, VGAEConfig, load_weights
+from trainables.modes.autoencoder import AutoencoderModule
+from trainables.modes.base import DetectionModule
+from trainables.modes.classifier import ClassifierModule, DistillationModule
+from trainables.training.config import Mode, TrainConfig
+
+__all__ = ["ModuleFactory", "module_factory"]
+
+logger = logging.getLogger("trainables.train")
+
+ModuleFactory = Callable[[], DetectionModule]
+
+
+def module_factory(
+    config: TrainConfig, vocab_size: int, run_dir: Path, prerequisites: dict[str, str]
+) -> ModuleFactory:
+    """A function building fresh, untrained modules of `config`'s mode.
+
+    The models the mode depends on are loaded (or trained) once, here, and shared by every
+    module the factory builds: the tuner probes throwaway modules, training gets a fresh one.
+    """
+    size = config.resolved_size
+    lr = config.learning_rate
+
+    def gat(model_size: ModelSize = size) -> GATClassifier:
+        return GATClassifier(GATConfig.preset(model_size, vocab_size=vocab_size))
+
+    if config.mode == "normal":
+        return lambda: ClassifierModule(gat(), learning_rate=lr)
+    if config.mode == "autoencoder":
+        return lambda: AutoencoderModule(
+            VGAE(VGAEConfig.preset(size, vocab_size=vocab_size)), learning_rate=lr
+        )
+    if config.mode == "kd":
+        teacher = _load_or_train(
+            config, "normal", "teacher", config.teacher, vocab_size, run_dir, prerequisites
+        )
+        assert isinstance(teacher, GATClassifier)
+        return lambda: DistillationModule(
+            gat(),
+            teacher,
+            temperature=config.kd_temperature,
+            alpha=config.kd_alpha,
+            learning_rate=lr,
+        )
+    if config.mode == "curriculum":
+        return lambda: ClassifierModule(gat(), learning_rate=lr)
+    vgae = load_vgae(config, vocab_size, run_dir, prerequisites)
+    gat_model = _load_or_train(
+        config, "normal", size, config.gat, vocab_size, run_dir, prerequisites
+    )
+    assert isinstance(gat_model, GATClassifier)
+    from trainables.modes.fusion import FusionModule
+
+    return lambda: FusionModule(vgae, gat_model, size=size, learning_rate=lr, seed=config.seed)
+
+
+def load_vgae(
+    config: TrainConfig, vocab_size: int, run_dir: Path, prerequisites: dict[str, str]
+) -> VGAE:
+    """The VGAE curriculum and fusion depend on (`config.vgae`, or trained first)."""
+    vgae = _load_or_train(
+        config,
+        "autoencoder",
+        config.resolved_size,
+        config.vgae,
+        vocab_size,
+        run_dir,
+        prerequisites,
+    )
+    assert isinstance(vgae, VGAE)
+    return vgae
+
+
+def _load_or_train(
+    config: TrainConfig,
+    mode: Mode,
+    size: ModelSize,
+    checkpoint: Path | None,
+    vocab_size: int,
+    run_dir: Path,
+    prerequisites: dict[str, str],
+) -> torch.nn.Module:
+    from trainables.training.run import run_training
+
+    role = {"normal": "gat", "autoencoder": "vgae"}[mode]
+    if checkpoint is None:
+        option = "--teacher" if config.mode == "kd" else f"--{role}"
+        logger.info(
+            "no %s checkpoint given: training a %s %s (%s mode) first",
+            option,
+            size,
+            role.upper(),
+            mode,
+        )
+        sub_config = dataclasses.replace(
+            config,
+            mode=mode,
+            size=size,
+            epochs=config.prerequisite_epochs or config.epochs,
+            teacher=None,
+            vgae=None,
+            gat=None,
+        )
+        sub_dir = run_dir / "prerequisites" / f"{mode}-{size}"
+        sub_dir.mkdir(parents=True)
+        result = run_training(sub_config, run_dir=sub_dir)
+        if result.oom:
+            raise MemoryError(
+                f"the {role.upper()} this run depends on ran out of memory "
+                f"({result.oom_stage}); see {sub_dir}"
+            )
+        checkpoint = sub_dir
+    weights, size = _checkpoint_files(checkpoint, mode, size)
+    if role == "vgae":
+        model: torch.nn.Module = VGAE(VGAEConfig.preset(size, vocab_size=vocab_size))
+    else:
+        model = GATClassifier(GATConfig.preset(size, vocab_size=vocab_size))
+    load_weights(model, weights)
+    prerequisites[role if config.mode != "kd" else "teacher"] = str(weights)
+    return model.eval()
+
+
+def _checkpoint_files(path: Path, mode: Mode, size: ModelSize) -> tuple[Path, ModelSize]:
+    """`model.pt` of a run directory (or the file itself) and the size its config names."""
+    path = Path(path)
+    weights = path / "model.pt" if path.is_dir() else path
+    if not weights.is_file():
+        raise UserError(f"checkpoint {path}: no such file (give a run directory or a model.pt)")
+    config_file = weights.parent / "config.json"
+    if config_file.is_file():
+        saved = json.loads(config_file.read_text())
+        kind = "a VGAE (autoencoder)" if mode == "autoencoder" else "a GAT"
+        saved_mode = saved.get("mode")
+        if (mode == "autoencoder") != (saved_mode == "autoencoder") or saved_mode == "fusion":
+            raise UserError(f"checkpoint {path} is a {saved_mode} run; expected {kind}")
+        size = saved.get("size", size)
+    return weights, size

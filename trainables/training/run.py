@@ -1,0 +1,441 @@
+"""`run_training(config)`: one run of any mode, as a plain function (CLI and HPO trials call it).
+
+It builds the data and the model (training first the models a mode depends on, when no
+checkpoint is given) and then, under the memory budget:
+
+1. tuner: with `batching.tune`, finds the largest train and eval batch sizes on the worst-case
+   batches (or takes them from the frontier memo);
+2. factor: applies `max(1, floor(tuned max x safety factor))` once, derives the eval size, and
+   expands the schedule into one size per epoch;
+3. train, validate and test, verifying every epoch's number of batches.
+
+An out-of-memory error in any stage ends the run cleanly with `oom=True` and `oom_stage`; any
+other error propagates. Every run writes a new run directory: `model.pt`, `config.json` (every
+resolved value, the batch sizes actually used included) and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
+from trainables.batching.budget import MemoryBudget, memory_budget
+from trainables.batching.frontier import (
+    FRONTIER_FILE_NAME,
+    Frontier,
+    FrontierKey,
+    FrontierMemo,
+    config_fingerprint,
+)
+from trainables.batching.oom import is_out_of_memory, release_memory
+from trainables.batching.safety_factor import apply_safety_factor, resolve_eval_batch_size
+from trainables.batching.tuner import find_frontier, largest_first
+from trainables.cli import is_interactive
+from trainables.data.cache import default_cache_dir
+from trainables.data.datamodule import CANGraphDataModule
+from trainables.data.graphs import GraphArrays
+from trainables.errors import UserError
+from trainables.modes.logging import EpochLogLine
+from trainables.training.callbacks import BatchSizeLearningRate, EpochHistory, StageTracker
+from trainables.training.config import OomStage, RunResult, TrainConfig
+from trainables.training.prerequisites import load_vgae, module_factory
+
+__all__ = ["DEFAULT_SAFETY_FACTOR", "new_run_dir", "run_training"]
+
+logger = logging.getLogger("trainables.train")
+
+DEFAULT_SAFETY_FACTOR = 0.9
+_UNCAPPED = 1 << 30
+
+
+def new_run_dir(out_dir: Path, name: str) -> Path:
+    """A fresh directory `<out_dir>/<name>-<UTC time>-<random>`; never an existing one."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out_dir) / f"{name}-{stamp}-{secrets.token_hex(3)}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    return run_dir
+
+
+def run_training(
+    config: TrainConfig, *, run_dir: Path | None = None, callbacks: Sequence[pl.Callback] = ()
+) -> RunResult:
+    """Train, validate and test one model as `config` says; see the module docstring."""
+    start = time.perf_counter()
+    size = config.resolved_size
+    run_dir = run_dir or new_run_dir(config.out_dir, f"{config.mode}-{size}")
+    logger.info("run %s: mode %s, size %s, %d epochs", run_dir, config.mode, size, config.epochs)
+    pl.seed_everything(config.seed, verbose=False)
+    datamodule = _datamodule(config)
+    datamodule.setup("fit")
+    assert datamodule.vocab is not None and datamodule.train_set is not None
+    if config.mode != "autoencoder" and not datamodule.train_set.labels.any():
+        raise UserError(
+            f"--mode {config.mode} is supervised but the training split of "
+            f"{config.source.dataset_name} has no attack graphs"
+        )
+    vocab_size = len(datamodule.vocab)
+    prerequisites: dict[str, str] = {}
+    if config.mode == "curriculum":
+        from trainables.modes.curriculum import CurriculumDataModule, score_graphs
+
+        assert isinstance(datamodule, CurriculumDataModule)
+        vgae = load_vgae(config, vocab_size, run_dir, prerequisites)
+        datamodule.set_difficulty(
+            score_graphs(vgae, datamodule.train_set, batch_size=datamodule.eval_batch_size)
+        )
+    make_module = module_factory(config, vocab_size, run_dir, prerequisites)
+    pl.seed_everything(config.seed, verbose=False)
+    module = make_module()
+
+    batching = config.batching
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    factor = _safety_factor(config, device) if batching.tune else None
+    stage = StageTracker("tuner" if batching.tune else "train")
+    history = EpochHistory()
+    frontier: Frontier | None = None
+    memo_hit = False
+    tuner_seconds = 0.0
+    oom_stage: OomStage | None = None
+    sizes: list[int] = []
+    val: dict[str, float] = {}
+    with _budget(config, device) as budget:
+        try:
+            if batching.tune:
+                assert factor is not None
+                tuner_start = time.perf_counter()
+                frontier, memo_hit = _tuned_frontier(
+                    config, datamodule, make_module, budget, device, module
+                )
+                tuner_seconds = time.perf_counter() - tuner_start
+                datamodule.batch_size = apply_safety_factor(frontier.train_max, factor)
+                datamodule.eval_batch_size = resolve_eval_batch_size(
+                    applied_train=datamodule.batch_size,
+                    eval_multiplier=batching.eval_multiplier,
+                    eval_max=frontier.eval_max,
+                    explicit=config.eval_batch_size,
+                )
+            initial = datamodule.batch_size
+            sizes = batching.schedule.sizes_for_epochs(
+                initial, config.epochs, frontier.train_max if frontier else _UNCAPPED
+            )
+            datamodule.batch_sizes_per_epoch = sizes
+            _log_applied(config, datamodule, frontier, factor, sizes)
+            trainer = pl.Trainer(
+                max_epochs=config.epochs,
+                accelerator="auto",
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=is_interactive(),
+                num_sanity_val_steps=0,
+                reload_dataloaders_every_n_epochs=int(
+                    config.mode == "curriculum" or len(set(sizes)) > 1
+                ),
+                callbacks=[
+                    stage,
+                    history,
+                    EpochLogLine(config.epochs),
+                    BatchSizeLearningRate(
+                        batching.schedule, base_lr=config.learning_rate, base_batch_size=initial
+                    ),
+                    *callbacks,
+                ],
+            )
+            stage.stage = "train"
+            trainer.fit(module, datamodule=datamodule)
+            val = {  # before testing, which resets the callback metrics
+                name.removeprefix("val_"): float(value)
+                for name, value in trainer.callback_metrics.items()
+                if name.startswith("val_")
+            }
+            if datamodule.test_sets:
+                module.test_split_names = list(datamodule.test_sets)
+                trainer.test(module, datamodule=datamodule, verbose=False)
+        except BaseException as err:
+            if not is_out_of_memory(err):
+                raise
+            oom_stage = stage.stage
+            logger.warning(
+                "run %s: out of memory in stage %s (%s)",
+                run_dir,
+                oom_stage,
+                str(err).splitlines()[0][:200] if str(err) else type(err).__name__,
+            )
+            release_memory()
+
+    oom = oom_stage is not None
+    if oom:
+        val = {}
+    if not oom:
+        torch.save(module.model.state_dict(), run_dir / "model.pt")
+    peak = budget.peak_bytes if budget is not None else None
+    result = RunResult(
+        mode=config.mode,
+        size=size,
+        epochs=config.epochs,
+        run_dir=run_dir,
+        val=val,
+        test={} if oom else module.test_results,
+        train_batch_size=datamodule.batch_size if not sizes else sizes[0],
+        eval_batch_size=datamodule.eval_batch_size,
+        batch_sizes_per_epoch=sizes,
+        num_train_batches_per_epoch=int(history.epochs[-1]["num_train_batches"])
+        if history.epochs
+        else math.ceil(len(datamodule.train_set) / datamodule.batch_size),
+        seconds=time.perf_counter() - start,
+        history=history.epochs,
+        tuned_max_batch_size=frontier.train_max if frontier else None,
+        tuned_max_eval_batch_size=frontier.eval_max if frontier else None,
+        safety_factor=factor,
+        tuner_seconds=tuner_seconds,
+        memo_hit=memo_hit,
+        memory_budget_bytes=budget.budget_bytes if budget is not None else None,
+        peak_memory_bytes=peak,
+        device=device.type,
+        oom=oom,
+        oom_stage=oom_stage,
+    )
+    if batching.tune and factor is not None and budget is not None:
+        _factor_store(config).record(
+            _factor_key(config, device, budget),
+            factor=factor,
+            peak_fraction=None if oom else budget.peak_fraction,
+            oom=oom,
+        )
+    _write_json(
+        run_dir / "config.json",
+        {
+            **_plain(dataclasses.asdict(config)),
+            "size": size,
+            "dataset": config.source.dataset_name,
+            "vocab_size": vocab_size,
+            "model": _plain(dataclasses.asdict(module.model.config)),  # type: ignore[call-overload]
+            "device": device.type,
+            "memory_budget_bytes": result.memory_budget_bytes,
+            "tuned_max_batch_size": result.tuned_max_batch_size,
+            "tuned_max_eval_batch_size": result.tuned_max_eval_batch_size,
+            "safety_factor": factor,
+            "train_batch_size": result.train_batch_size,
+            "eval_batch_size": result.eval_batch_size,
+            "batch_sizes_per_epoch": sizes,
+            "prerequisites": prerequisites,
+        },
+    )
+    _write_json(run_dir / "metrics.json", {**result.to_json(), "history": history.epochs})
+    if oom:
+        logger.info(
+            "run %s ended out of memory (%s) in %.1f s", run_dir, oom_stage, result.seconds
+        )
+    else:
+        logger.info(
+            "run %s done in %.1f s: %s",
+            run_dir,
+            result.seconds,
+            " ".join(f"val_{k} {v:.4f}" for k, v in val.items()),
+        )
+    return result
+
+
+def _datamodule(config: TrainConfig) -> CANGraphDataModule:
+    kwargs: dict[str, Any] = dict(
+        batch_size=config.batch_size,
+        eval_batch_size=config.eval_batch_size,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    if config.mode == "curriculum":
+        from trainables.modes.curriculum import CurriculumDataModule
+
+        return CurriculumDataModule(config.source, num_epochs=config.epochs, **kwargs)
+    return CANGraphDataModule(
+        config.source, train_on_normal_only=config.mode == "autoencoder", **kwargs
+    )
+
+
+@contextlib.contextmanager
+def _budget(config: TrainConfig, device: torch.device) -> Iterator[MemoryBudget | None]:
+    if not config.batching.uses_budget:
+        yield None
+        return
+    with memory_budget(
+        config.batching.memory_budget,
+        device=device,
+        num_concurrent_trials=config.batching.num_concurrent_trials,
+    ) as budget:
+        yield budget
+
+
+def _tuned_frontier(
+    config: TrainConfig,
+    datamodule: CANGraphDataModule,
+    make_module: Any,
+    budget: MemoryBudget | None,
+    device: torch.device,
+    module: Any,
+) -> tuple[Frontier, bool]:
+    """The tuned maxima, from the memo when this (architecture, data, device, budget) is known."""
+    assert budget is not None and datamodule.train_set is not None
+    memo = FrontierMemo(config.batching.memo_path or Path(config.out_dir) / FRONTIER_FILE_NAME)
+    key = FrontierKey(
+        architecture=config_fingerprint(
+            {
+                "mode": config.mode,
+                "size": config.resolved_size,
+                "model": _plain(dataclasses.asdict(module.model.config)),
+                "tuner": _plain(dataclasses.asdict(config.batching.tuner)),
+            }
+        ),
+        dataset=_dataset_fingerprint(config),
+        device_type=device.type,
+        budget_bytes=budget.budget_bytes,
+        precision="32-true",
+    )
+    computed = False
+
+    def compute() -> Frontier:
+        nonlocal computed
+        computed = True
+        return find_frontier(
+            make_module,
+            _train_probe(datamodule),
+            _eval_probe(datamodule),
+            settings=config.batching.tuner,
+        )
+
+    frontier = memo.get_or_compute(key, compute)
+    if not computed:
+        logger.info(
+            "tuner: frontier memo hit (%s): max train batch %d, max eval batch %d",
+            memo.path,
+            frontier.train_max,
+            frontier.eval_max,
+        )
+    return frontier, not computed
+
+
+def _train_probe(datamodule: CANGraphDataModule) -> Any:
+    """The largest training set any epoch uses, largest graphs first."""
+    from trainables.modes.curriculum import CurriculumDataModule
+
+    if isinstance(datamodule, CurriculumDataModule):
+        return datamodule.worst_case_dataset()
+    train = datamodule.train_set
+    assert train is not None
+    return largest_first(train.graphs.select(train.indices()))
+
+
+def _eval_probe(datamodule: CANGraphDataModule) -> Any:
+    """Every graph validation or testing will see, largest first."""
+    parts = [
+        d.graphs.select(d.indices())
+        for d in (datamodule.val_set, *datamodule.test_sets.values())
+        if d is not None
+    ]
+    return largest_first(GraphArrays.concat(parts))
+
+
+def _log_applied(
+    config: TrainConfig,
+    datamodule: CANGraphDataModule,
+    frontier: Frontier | None,
+    factor: float | None,
+    sizes: list[int],
+) -> None:
+    train = datamodule.train_set
+    assert train is not None
+    num_graphs = (
+        len(train) if not hasattr(datamodule, "epoch_sample") else len(datamodule.epoch_sample(0))
+    )  # type: ignore[attr-defined]
+    tuned = (
+        f"tuned max {frontier.train_max} (eval {frontier.eval_max}) x factor {factor} -> "
+        if frontier
+        else ""
+    )
+    schedule = (
+        ""
+        if len(set(sizes)) <= 1
+        else f", schedule {config.batching.schedule.type}: {sizes[0]} -> {sizes[-1]}"
+    )
+    logger.info(
+        "batch size: %sapplied train %d, eval %d, %d batches/epoch (%d graphs)%s",
+        tuned,
+        sizes[0],
+        datamodule.eval_batch_size,
+        math.ceil(num_graphs / sizes[0]),
+        num_graphs,
+        schedule,
+    )
+
+
+def _safety_factor(config: TrainConfig, device: torch.device) -> float:
+    factor = config.batching.safety_factor
+    if factor != "auto":
+        return float(factor)
+    budget_bytes = config.batching.memory_budget or 0
+    key = _factor_key(config, device, None, budget_bytes=budget_bytes)
+    recommended = _factor_store(config).recommend(key, default=DEFAULT_SAFETY_FACTOR)
+    logger.info("safety factor auto: %.3f from %s", recommended, _factor_store(config).path)
+    return recommended
+
+
+def _factor_store(config: TrainConfig) -> SafetyFactorStore:
+    return SafetyFactorStore(
+        config.batching.factor_store_path or default_cache_dir() / "safety_factors.json"
+    )
+
+
+def _factor_key(
+    config: TrainConfig,
+    device: torch.device,
+    budget: MemoryBudget | None,
+    *,
+    budget_bytes: int | None = None,
+) -> SafetyFactorKey:
+    # Keyed by the budget the user asked for (0 = the default budget), so `auto` finds it again.
+    requested = config.batching.memory_budget or 0 if budget_bytes is None else budget_bytes
+    return SafetyFactorKey(
+        dataset=config.source.dataset_name,
+        mode=config.mode,
+        model_size=config.resolved_size,
+        device_type=device.type,
+        budget_bytes=requested,
+    )
+
+
+def _dataset_fingerprint(config: TrainConfig) -> str:
+    source = dataclasses.asdict(config.source)
+    for cache_only in ("cache_dir", "use_cache"):
+        source.pop(cache_only)
+    digest = hashlib.sha256(json.dumps(_plain(source), sort_keys=True).encode()).hexdigest()
+    return f"{config.source.dataset_name}:{digest[:16]}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return value
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
