@@ -79,3 +79,27 @@ def test_train_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) 
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_budget_too_small_for_any_batch_is_an_oom_result(tmp_path: Path) -> None:
+    # A fresh process, so no memory freed by earlier work can hide the limit.
+    result = train(
+        "--mode",
+        "normal",
+        "--size",
+        "teacher",
+        "--epochs",
+        "1",
+        "--tune-batch-size",
+        "--memory-budget",
+        "4MiB",
+        "--json",
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["oom"] is True and payload["oom_stage"] == "tuner"
+    assert payload["memory_budget_bytes"] == 4 << 20
+    run_dir = Path(payload["run_dir"])
+    assert not (run_dir / "model.pt").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["oom"] is True

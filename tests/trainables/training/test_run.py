@@ -184,15 +184,6 @@ def test_tuned_run_memo_skips_the_tuner(tmp_path: Path, source: GraphSource) -> 
     assert second.eval_batch_size == min(second.train_batch_size, second.tuned_max_eval_batch_size)
 
 
-def test_tuned_run_out_of_memory_is_a_result(tmp_path: Path, source: GraphSource) -> None:
-    config = dataclasses.replace(tuned(source, tmp_path, memory_budget=4 << 20), size="teacher")
-    result = run_training(config)  # the teacher's weights alone do not fit 4 MiB
-    assert result.oom and result.oom_stage == "tuner"
-    assert not (result.run_dir / "model.pt").exists()
-    metrics = json.loads((result.run_dir / "metrics.json").read_text())
-    assert metrics["oom"] is True and metrics["oom_stage"] == "tuner"
-
-
 def test_tuned_run_explicit_eval_batch_size_wins(tmp_path: Path, source: GraphSource) -> None:
     config = dataclasses.replace(
         tuned(source, tmp_path, memory_budget=64 << 20), eval_batch_size=7, epochs=1
