@@ -12,11 +12,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from trainables.cli import configure_logging, run_cli
 from trainables.data.options import add_source_arguments, source_from_args
 from trainables.models import MODEL_SIZES
+
+if TYPE_CHECKING:
+    from trainables.training import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--mode", required=True, choices=MODES)
+    parser.add_argument("--mode", choices=MODES, help="required unless --config is given")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="re-run a finished run: its run directory or config.json (the "
+        "batch sizes it used, its models; only --out and --json apply)",
+    )
     parser.add_argument(
         "--size",
         choices=MODEL_SIZES,
@@ -103,12 +113,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mode is None and args.config is None:
+        parser.error("--mode is required (or --config to re-run a finished run)")
     configure_logging()
+    from trainables.training import TrainConfig, run_training
+
+    if args.config is not None:
+        config = TrainConfig.reproducing(args.config, out_dir=args.out)
+    else:
+        config = _config_from_args(args)
+    result = run_training(config)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(
+            f"{result.mode} ({result.size}): "
+            + ", ".join(f"val_{name} {value:.4f}" for name, value in result.val.items())
+        )
+        for split, metrics in result.test.items():
+            print(f"  test {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if result.oom:
+            print(f"  out of memory in stage {result.oom_stage}")
+        if result.tuned_max_batch_size is not None:
+            print(
+                f"  tuned max {result.tuned_max_batch_size} (eval "
+                f"{result.tuned_max_eval_batch_size}) x factor {result.safety_factor}"
+            )
+        print(
+            f"  batch size {result.train_batch_size} (eval {result.eval_batch_size}), "
+            f"{result.num_train_batches_per_epoch} batches/epoch, {result.seconds:.1f} s"
+        )
+        print(f"  run directory: {result.run_dir}")
+    return 0
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     from trainables.batching.schedules import ConstantSchedule, parse_schedule
     from trainables.batching.sizes import parse_size
     from trainables.batching.tuner import TunerSettings
-    from trainables.training import BatchTuning, TrainConfig, run_training
+    from trainables.training import BatchTuning, TrainConfig
 
     batching = BatchTuning(
         tune=args.tune_batch_size,
@@ -122,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         memo_path=args.frontier_memo,
     )
 
-    config = TrainConfig(
+    return TrainConfig(
         mode=args.mode,
         size=args.size,
         source=source_from_args(args),
@@ -141,22 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         kd_alpha=args.kd_alpha,
         batching=batching,
     )
-    result = run_training(config)
-    if args.json:
-        print(json.dumps(result.to_json()))
-    else:
-        print(
-            f"{result.mode} ({result.size}): "
-            + ", ".join(f"val_{name} {value:.4f}" for name, value in result.val.items())
-        )
-        for split, metrics in result.test.items():
-            print(f"  test {split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        print(
-            f"  batch size {result.train_batch_size} (eval {result.eval_batch_size}), "
-            f"{result.num_train_batches_per_epoch} batches/epoch, {result.seconds:.1f} s"
-        )
-        print(f"  run directory: {result.run_dir}")
-    return 0
 
 
 def _safety_factor(text: str | None) -> float | Literal["auto"]:

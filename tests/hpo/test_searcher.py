@@ -301,9 +301,7 @@ def test_oom_result_reports_the_last_value() -> None:
 
 
 def test_oom_result_rejects_an_unknown_stage() -> None:
-    with pytest.raises(
-        ValueError, match=r"stage must be one of tuner, train, validation, test"
-    ):
+    with pytest.raises(ValueError, match=r"stage must be one of tuner, train, validation, test"):
         oom_result(METRIC, "max", stage="fit", train_batch_size=8, eval_batch_size=8)  # type: ignore[arg-type]
     assert OOM_STAGES == ("tuner", "train", "validation", "test")
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from trainables.batching.schedules import BatchSizeSchedule, ConstantSchedule
+from trainables.batching.schedules import (
+    BatchSizeSchedule,
+    ConstantSchedule,
+    PiecewiseSchedule,
+    schedule_from_dict,
+)
 from trainables.batching.tuner import TunerSettings
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
@@ -150,6 +157,63 @@ class TrainConfig:
     @property
     def resolved_size(self) -> ModelSize:
         return self.size or _DEFAULT_SIZE.get(self.mode, "teacher")
+
+    @classmethod
+    def reproducing(cls, path: str | Path, *, out_dir: Path | None = None) -> TrainConfig:
+        """The config that re-runs a finished run: `path` is its run directory or config.json.
+
+        Every resolved value is taken as it was, with the batch sizes the run actually used
+        (per epoch, so no tuner runs again) and the models it depended on.
+
+        Raises:
+            UserError: `path` is not a run's config.json.
+        """
+        path = Path(path)
+        config_file = path / "config.json" if path.is_dir() else path
+        try:
+            saved: Mapping[str, Any] = json.loads(config_file.read_text())
+            source = saved["source"]
+            sizes: list[int] = saved["batch_sizes_per_epoch"] or [saved["train_batch_size"]]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"--config {path}: not a run's config.json ({err})") from None
+        schedule = schedule_from_dict(saved["batching"]["schedule"], option="--config schedule")
+        changes = [(e, s) for e, s in enumerate(sizes) if e > 0 and s != sizes[e - 1]]
+        used: BatchSizeSchedule = ConstantSchedule(lr_scaling=schedule.lr_scaling)
+        if changes:
+            used = PiecewiseSchedule(
+                milestones=tuple(changes), cap_at_tuned_max=False, lr_scaling=schedule.lr_scaling
+            )
+        prerequisites = saved.get("prerequisites", {})
+        return cls(
+            mode=saved["mode"],
+            size=saved["size"],
+            source=GraphSource(
+                **{
+                    **source,
+                    "data_dir": None if source["data_dir"] is None else Path(source["data_dir"]),
+                    "cache_dir": None
+                    if source["cache_dir"] is None
+                    else Path(source["cache_dir"]),
+                }
+            ),
+            epochs=saved["epochs"],
+            batch_size=sizes[0],
+            eval_batch_size=saved["eval_batch_size"],
+            learning_rate=saved["learning_rate"],
+            seed=saved["seed"],
+            out_dir=out_dir or Path(saved["out_dir"]),
+            teacher=_path(prerequisites.get("teacher")),
+            vgae=_path(prerequisites.get("vgae")),
+            gat=_path(prerequisites.get("gat")),
+            kd_temperature=saved["kd_temperature"],
+            kd_alpha=saved["kd_alpha"],
+            val_fraction=saved["val_fraction"],
+            batching=BatchTuning(schedule=used),
+        )
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 @dataclass(frozen=True)

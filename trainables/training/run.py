@@ -157,6 +157,9 @@ def run_training(
                 ],
             )
             stage.stage = "train"
+            # Training's randomness (shuffles, dropout) must not depend on whether the tuner
+            # probed first: a run replayed from its config.json then trains identically.
+            pl.seed_everything(config.seed, verbose=False)
             trainer.fit(module, datamodule=datamodule)
             val = {  # before testing, which resets the callback metrics
                 name.removeprefix("val_"): float(value)

@@ -236,3 +236,24 @@ def test_auto_factor_comes_from_the_adaptive_store(tmp_path: Path, source: Graph
     )
     assert result.safety_factor == pytest.approx(recommended)
     assert store.num_records(key) == 4  # the run's outcome was recorded
+
+
+def test_reading_the_frozen_config_back_reproduces_the_run(
+    tmp_path: Path, source: GraphSource
+) -> None:
+    schedule = schedule_from_dict({"type": "step", "step_size": 1, "gamma": 2})
+    config = dataclasses.replace(
+        tuned(source, tmp_path, memory_budget=64 << 20, safety_factor=0.25, schedule=schedule),
+        epochs=3,
+    )
+    first = run_training(config)
+    again = run_training(TrainConfig.reproducing(first.run_dir, out_dir=tmp_path / "again"))
+    assert again.tuned_max_batch_size is None  # no tuner: the sizes used are replayed
+    assert again.batch_sizes_per_epoch == first.batch_sizes_per_epoch
+    assert again.eval_batch_size == first.eval_batch_size
+    assert [r["num_train_batches"] for r in again.history] == [
+        r["num_train_batches"] for r in first.history
+    ]
+    assert again.val == pytest.approx(first.val)
+    with pytest.raises(UserError, match=r"--config .*: not a run's config.json"):
+        TrainConfig.reproducing(tmp_path / "nothing-here")
