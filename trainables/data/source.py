@@ -7,7 +7,9 @@ split only, and builds graphs or loads them from the cache.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,9 +133,16 @@ def load_split(source: GraphSource, split: str = "train") -> LoadedSplit:
     captures: dict[Path, Capture] = {}
 
     def read(paths: tuple[Path, ...]) -> list[Capture]:
-        for p in paths:
-            if p not in captures:
-                captures[p] = read_capture(p, on_bad_rows=source.on_bad_rows)
+        missing = [p for p in dict.fromkeys(paths) if p not in captures]
+        # Files are read side by side: decompression and parsing release the GIL. The first
+        # bad file (in order) raises, as a sequential read would.
+        with ThreadPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1) or 1) as pool:
+            for path, capture in zip(
+                missing,
+                pool.map(lambda p: read_capture(p, on_bad_rows=source.on_bad_rows), missing),
+                strict=True,
+            ):
+                captures[path] = capture
         return [captures[p] for p in paths]
 
     vocab_key = GraphCache.key(
