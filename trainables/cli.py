@@ -20,6 +20,23 @@ def is_interactive() -> bool:
     return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("1", "true")
 
 
+class _QuietFrameworks(logging.Filter):
+    """Drops Lightning's INFO chatter (banners, tips, tuner steps) unless `verbose`."""
+
+    _NAMES = ("pytorch_lightning", "lightning")
+
+    def __init__(self, *, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return (
+            self.verbose
+            or record.levelno >= logging.WARNING
+            or not record.name.startswith(self._NAMES)
+        )
+
+
 def configure_logging(*, verbose: bool = False) -> None:
     """One line per event on stderr, so stdout stays clean for `--json` output."""
     logging.basicConfig(
@@ -29,9 +46,11 @@ def configure_logging(*, verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
-    # Lightning's start-up banners (accelerators, tips) are not events of the run.
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Lightning's start-up banners (accelerators, tips) are not events of the run. Lightning
+    # resets its loggers' levels when it is imported, so filter on the handler instead.
+    quiet = _QuietFrameworks(verbose=verbose)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     warnings.filterwarnings("ignore", message=r".*`torch.jit.script` is deprecated")
 

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Literal
 
 from trainables.cli import configure_logging, run_cli
 from trainables.data.options import add_source_arguments, source_from_args
-from trainables.models import MODEL_SIZES
 
 if TYPE_CHECKING:
     from trainables.training import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainables.training.config import MODES
+    from trainables.training.names import MODEL_SIZE_NAMES, MODES
 
     parser = argparse.ArgumentParser(
         prog="python -m trainables.train",
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--size",
-        choices=MODEL_SIZES,
+        choices=MODEL_SIZE_NAMES,
         default=None,
         help="model preset (default: student for kd, teacher otherwise)",
     )

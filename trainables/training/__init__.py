@@ -1,15 +1,31 @@
-"""One training run of any mode: configuration, the tuner-plus-factor flow, run directories."""
+"""One training run of any mode: configuration, the tuner-plus-factor flow, run directories.
 
-from trainables.training.config import (
-    MODES,
-    OOM_STAGES,
-    BatchTuning,
-    Mode,
-    OomStage,
-    RunResult,
-    TrainConfig,
-)
-from trainables.training.run import DEFAULT_SAFETY_FACTOR, new_run_dir, run_training
+Names are re-exported lazily (PEP 562): a CLI's `--help` and Ray workers that only need the
+names of modes do not pay for importing Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainables.training.config import BatchTuning, RunResult, TrainConfig
+    from trainables.training.names import MODES, OOM_STAGES, Mode, OomStage
+    from trainables.training.run import DEFAULT_SAFETY_FACTOR, new_run_dir, run_training
+
+_WHERE = {
+    "BatchTuning": "config",
+    "RunResult": "config",
+    "TrainConfig": "config",
+    "MODES": "names",
+    "OOM_STAGES": "names",
+    "Mode": "names",
+    "OomStage": "names",
+    "DEFAULT_SAFETY_FACTOR": "run",
+    "new_run_dir": "run",
+    "run_training": "run",
+}
 
 __all__ = [
     "DEFAULT_SAFETY_FACTOR",
@@ -23,3 +39,15 @@ __all__ = [
     "new_run_dir",
     "run_training",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from trainables.batching.schedules import (
     BatchSizeSchedule,
@@ -18,13 +18,10 @@ from trainables.batching.tuner import TunerSettings
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
 from trainables.models import ModelSize, check_model_size
+from trainables.training.names import MODES, OOM_STAGES, Mode, OomStage
 
 __all__ = ["MODES", "OOM_STAGES", "BatchTuning", "Mode", "OomStage", "RunResult", "TrainConfig"]
 
-Mode = Literal["normal", "autoencoder", "curriculum", "kd", "fusion"]
-MODES: tuple[Mode, ...] = get_args(Mode)
-OomStage = Literal["tuner", "train", "validation", "test"]
-OOM_STAGES: tuple[OomStage, ...] = get_args(OomStage)
 _DEFAULT_SIZE: dict[str, ModelSize] = {"kd": "student"}
 
 
