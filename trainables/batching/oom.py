@@ -17,6 +17,9 @@ _OUT_OF_MEMORY_MESSAGES = (
     "CUDNN_STATUS_NOT_SUPPORTED",
     "CUDNN_STATUS_ALLOC_FAILED",
     "CUBLAS_STATUS_ALLOC_FAILED",
+    # C++ allocations outside PyTorch's allocator (e.g. inside scatter kernels) under a CPU
+    # memory limit surface as RuntimeError("std::bad_alloc").
+    "std::bad_alloc",
 )
 
 

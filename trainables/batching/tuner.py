@@ -16,22 +16,23 @@ the only factor applied. The eval maximum is probed separately (no gradients: it
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
-from pytorch_lightning.tuner import Tuner
+from pytorch_lightning.tuner import Tuner, batch_size_scaling
 from torch_geometric.loader import DataLoader
 
 from trainables.batching.frontier import Frontier
-from trainables.batching.oom import release_memory
+from trainables.batching.oom import is_out_of_memory, release_memory
 from trainables.data.dataset import CANGraphDataset
 from trainables.data.graphs import GraphArrays
 from trainables.errors import UserError
@@ -167,17 +168,18 @@ def probe_max_batch_size(
         )
         init_val = min(settings.init_val, num_graphs)
         probe = ProbeDataModule(dataset, batch_size=init_val, for_eval=for_eval, length=max_val)
-        found = Tuner(trainer).scale_batch_size(
-            module,
-            datamodule=probe,
-            method="validate" if for_eval else "fit",
-            mode=settings.mode,
-            steps_per_trial=settings.steps_per_trial,
-            init_val=init_val,
-            max_trials=settings.max_trials,
-            margin=settings.margin,
-            max_val=max_val,
-        )
+        with _lightning_sees_every_oom():
+            found = Tuner(trainer).scale_batch_size(
+                module,
+                datamodule=probe,
+                method="validate" if for_eval else "fit",
+                mode=settings.mode,
+                steps_per_trial=settings.steps_per_trial,
+                init_val=init_val,
+                max_trials=settings.max_trials,
+                margin=settings.margin,
+                max_val=max_val,
+            )
         found = int(found or probe.batch_size)
         size = min(found, num_graphs)
         if size <= init_val or (found >= max_val and max_val < 2 * num_graphs + 2):
@@ -191,6 +193,26 @@ def probe_max_batch_size(
     module.trainer = None  # type: ignore[assignment]
     release_memory()
     return size
+
+
+@contextlib.contextmanager
+def _lightning_sees_every_oom() -> Iterator[None]:
+    """Let Lightning's search back off on every out-of-memory error `is_out_of_memory` knows.
+
+    Its loop backs off only on what its own `is_oom_error` recognises; under a CPU limit an
+    allocation outside PyTorch's allocator fails as `std::bad_alloc`, which it would treat as a
+    hard error and end the whole search. The swap is scoped to the probe and undone after.
+    """
+    original = batch_size_scaling.is_oom_error
+
+    def is_oom_error(exception: BaseException) -> bool:
+        return is_out_of_memory(exception)
+
+    batch_size_scaling.is_oom_error = is_oom_error
+    try:
+        yield
+    finally:
+        batch_size_scaling.is_oom_error = original
 
 
 def _run_once(

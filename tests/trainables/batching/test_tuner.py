@@ -111,3 +111,17 @@ def test_tuner_settings_validate(kwargs: dict[str, object], message: str, tmp_pa
     with pytest.raises(UserError, match=message):
         TunerSettings(**kwargs)  # type: ignore[arg-type]
     assert TunerSettings().margin == 0.0  # never Lightning's hidden 5% second factor
+
+
+def test_lightning_sees_every_oom_is_scoped() -> None:
+    from pytorch_lightning.tuner import batch_size_scaling
+
+    from trainables.batching.tuner import _lightning_sees_every_oom
+
+    original = batch_size_scaling.is_oom_error
+    bad_alloc = RuntimeError("std::bad_alloc")
+    assert not original(bad_alloc)  # what Lightning alone would call a hard error
+    with _lightning_sees_every_oom():
+        assert batch_size_scaling.is_oom_error(bad_alloc)
+    assert batch_size_scaling.is_oom_error is original
+    assert is_out_of_memory(bad_alloc)
