@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from trainables.data.graphs import NUM_EDGE_FEATURES, NUM_NODE_FEATURES
 from trainables.errors import UserError
 
 __all__ = [
@@ -26,10 +27,9 @@ __all__ = [
 ModelSize = Literal["teacher", "student"]
 MODEL_SIZES: tuple[str, ...] = get_args(ModelSize)
 
-NUM_NODE_FEATURES = 11
-"""Column 0: vocabulary index of the CAN ID (as a float); columns 1-10: continuous features."""
+# The graph contract is the data pipeline's: column 0 of `x` is the vocabulary index of the
+# CAN ID (as a float), columns 1-10 are continuous features.
 NUM_CONTINUOUS_FEATURES = NUM_NODE_FEATURES - 1
-NUM_EDGE_FEATURES = 6
 
 
 def check_model_size(size: str) -> ModelSize:
