@@ -1,27 +1,229 @@
-"""`python -m hpo.run --space NAME`: the main job (the HPO platform issue builds the study)."""
+"""`python -m hpo.run --space NAME`: an HPO study of batch-size settings on Ray Tune + Optuna.
+
+With no other option it runs the embedded default: synthetic CAN traffic, a local Ray instance,
+8 trials, 2 at a time. Each trial runs the tuner-plus-factor trainer; a trial that runs out of
+memory is pruned in the Optuna study, not a crash. At the end it prints a table of trials, the
+best configuration and where the results are (`<study dir>/summary.json`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from trainables.cli import configure_logging, run_cli
 from trainables.errors import UserError
 
+if TYPE_CHECKING:
+    from hpo.study import StudyConfig
+    from trainables.data.source import GraphSource
+
+logger = logging.getLogger("hpo.run")
+
+DEFAULT_NUM_SAMPLES = 8
+SMOKE_NUM_SAMPLES = 4
+SMOKE_NUM_MESSAGES = 30_000
+DEFAULT_STUDY_DIR = Path("studies")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from search_spaces.registry import SPACE_NAMES
+    from trainables.data.options import add_source_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hpo.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--space", required=True, help=f"one of {', '.join(SPACE_NAMES)}")
+    study = parser.add_argument_group("study")
+    study.add_argument(
+        "--num-samples",
+        type=int,
+        default=None,
+        help=f"trials in the study ({DEFAULT_NUM_SAMPLES}; {SMOKE_NUM_SAMPLES} with --smoke-test)",
+    )
+    study.add_argument("--max-concurrent", type=int, default=2, help="trials at once (2)")
+    study.add_argument("--epochs", type=int, default=None, help="epochs per trial (the space's)")
+    study.add_argument(
+        "--memory-budget",
+        default=None,
+        help="device memory per trial, e.g. 4GiB (default: CPU: available memory / "
+        "--max-concurrent; GPU: --gpus-per-trial of the GPU)",
+    )
+    study.add_argument("--cpus-per-trial", type=float, default=1.0, help="(1)")
+    study.add_argument("--gpus-per-trial", type=float, default=0.0, help="(0)")
+    study.add_argument("--scheduler", choices=("none", "asha"), default="none")
+    study.add_argument("--seed", type=int, default=0, help="sampler and training seed (0)")
+    study.add_argument(
+        "--max-failures", type=int, default=1, help="retries of a trial that errors (1)"
+    )
+    study.add_argument(
+        "--tune-batch-size",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the batch-size tuner in each trial (default); --no-tune-batch-size trains at"
+        " the searched batch size as it is",
+    )
+    study.add_argument(
+        "--study-dir",
+        type=Path,
+        default=DEFAULT_STUDY_DIR,
+        help=f"where studies live ({DEFAULT_STUDY_DIR}/)",
+    )
+    study.add_argument(
+        "--study-name",
+        default=None,
+        help="the study's folder under --study-dir (default <space>-<UTC time>; with --resume,"
+        " the latest study of the space)",
+    )
+    study.add_argument("--resume", action="store_true", help="continue an interrupted study")
+    study.add_argument(
+        "--address", default=None, help="Ray cluster to join, e.g. auto (default: local Ray)"
+    )
+    study.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help=f"tiny data, 2 epochs, {SMOKE_NUM_SAMPLES} trials: checks the set-up in minutes",
+    )
+    study.add_argument("--json", action="store_true", help="print summary.json on stdout")
+    add_source_arguments(parser)
+    return parser
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from search_spaces import SPACE_NAMES, get_space
-
-    parser = argparse.ArgumentParser(prog="python -m hpo.run", description=__doc__)
-    parser.add_argument("--space", required=True, help=f"one of {', '.join(SPACE_NAMES)}")
-    args, _ = parser.parse_known_args(argv)
+    args = build_parser().parse_args(argv)
     configure_logging()
-    space = get_space(args.space)  # an unknown name is a user error, named here
-    raise UserError(
-        f"--space {space.name}: the HPO study is not built yet; train one configuration with "
-        f"`python -m trainables.train --mode {space.mode} --tune-batch-size` meanwhile"
+    study_dir = _study_dir(args)
+    config = _resumed_config(study_dir, args) if args.resume else _new_config(study_dir, args)
+    from hpo.study import run_study
+
+    summary = run_study(config, resume=args.resume)
+    from hpo.summary import format_table
+
+    if args.json:
+        import json
+
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(format_table(summary))
+    if summary["num_trials"] < config.num_samples:
+        logger.warning(
+            "study %s stopped after %d of %d trials; continue it with: python -m hpo.run"
+            " --space %s --study-dir %s --study-name %s --resume",
+            config.name,
+            summary["num_trials"],
+            config.num_samples,
+            config.space.name,
+            study_dir.parent,
+            config.name,
+        )
+        return 130
+    return 0
+
+
+def _study_dir(args: argparse.Namespace) -> Path:
+    root: Path = args.study_dir
+    if args.study_name is not None:
+        if not args.study_name or "/" in args.study_name or args.study_name in (".", ".."):
+            raise UserError(f"--study-name must be a plain folder name, got {args.study_name!r}")
+        return root / args.study_name
+    if args.resume:
+        candidates = sorted(
+            (p for p in root.glob(f"{args.space}-*") if (p / "study.json").is_file()),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if not candidates:
+            raise UserError(
+                f"--resume: no study of space {args.space!r} under {root}; name one with"
+                " --study-name"
+            )
+        return candidates[-1]
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return root / f"{args.space}-{stamp}"
+
+
+def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
+    from hpo.study import StudyConfig
+    from search_spaces.registry import get_space
+    from trainables.batching.sizes import parse_size
+    from trainables.data.cache import default_cache_dir
+    from trainables.data.options import source_from_args
+
+    space = get_space(args.space)
+    if args.smoke_test:
+        space = space.smoke()
+        if args.data_dir is None and args.num_messages == _default_num_messages():
+            args.num_messages = SMOKE_NUM_MESSAGES
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UserError(f"--epochs must be an integer >= 1, got {args.epochs}")
+        space = space.with_overrides(epochs=args.epochs)
+    source = source_from_args(args)
+    if source.cache_dir is None and source.use_cache:
+        source = _with_cache_dir(source, default_cache_dir())
+    space = space.with_overrides(dataset=source.dataset_name, window=source.window)
+    num_samples = args.num_samples
+    if num_samples is None:
+        num_samples = SMOKE_NUM_SAMPLES if args.smoke_test else DEFAULT_NUM_SAMPLES
+    budget = (
+        None
+        if args.memory_budget is None
+        else parse_size(args.memory_budget, option="--memory-budget")
     )
+    return StudyConfig(
+        space=space,
+        study_dir=study_dir,
+        source=source,
+        num_samples=num_samples,
+        max_concurrent=args.max_concurrent,
+        memory_budget=budget,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        address=args.address,
+        tune_batch_size=args.tune_batch_size,
+        max_failures=args.max_failures,
+    )
+
+
+def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
+    import json
+
+    from hpo.study import StudyConfig
+
+    settings = study_dir / "study.json"
+    try:
+        saved = json.loads(settings.read_text())
+    except OSError:
+        raise UserError(f"--resume: {study_dir} holds no study (no study.json)") from None
+    except ValueError as err:
+        raise UserError(f"--resume: {settings} is not a study's settings ({err})") from None
+    if saved.get("space", {}).get("name") != args.space:
+        raise UserError(
+            f"--resume: {study_dir} is a study of space {saved.get('space', {}).get('name')!r},"
+            f" not {args.space!r}"
+        )
+    logger.info("resuming study %s with its saved settings (%s)", study_dir.name, settings)
+    return StudyConfig.from_json(saved, study_dir=study_dir, address=args.address)
+
+
+def _default_num_messages() -> int:
+    from trainables.data.source import DEFAULT_SYNTHETIC_MESSAGES
+
+    return DEFAULT_SYNTHETIC_MESSAGES
+
+
+def _with_cache_dir(source: GraphSource, cache_dir: Path) -> GraphSource:
+    import dataclasses
+
+    return dataclasses.replace(source, cache_dir=cache_dir.resolve())
 
 
 if __name__ == "__main__":

@@ -182,9 +182,22 @@ class OOMAwareOptunaSearch(OptunaSearch):
         ('PRUNED', {1: 0.5}, 'validation')
     """
 
+    def _finished_in_storage(self, trial_id: str) -> bool:
+        """Whether the trial's Optuna trial has already ended in the storage.
+
+        After `Tuner.restore`, Ray runs again a trial its last saved state had as running,
+        though it may have finished (and been told to Optuna) before the driver died.
+        """
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return False
+        study = cast(optuna.Study, self._ot_study)
+        frozen = study._storage.get_trial(ot_trial._trial_id)
+        return frozen.state.is_finished()
+
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Record `result`'s metric as an intermediate value, unless it is an OOM stand-in."""
-        if is_oom_result(result):
+        if is_oom_result(result) or self._finished_in_storage(trial_id):
             return
         super().on_trial_result(trial_id, result)
 
@@ -198,6 +211,9 @@ class OOMAwareOptunaSearch(OptunaSearch):
             result: The trial's last result (flat), or None if it has none.
             error: Whether the trial raised; it is FAIL then, whatever it reported before.
         """
+        if self._finished_in_storage(trial_id):
+            self._completed_trials.add(trial_id)
+            return
         if error:
             # OptunaSearch tells COMPLETE whenever the metric is in `result`, error or not.
             super().on_trial_complete(trial_id, result=None, error=True)

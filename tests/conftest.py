@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from trainables.data.source import GraphSource
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "can-train-and-test"
 
@@ -23,3 +28,23 @@ def _isolated_cache(
 ) -> None:
     """Every test gets its own graph cache, so no test sees another's entries."""
     monkeypatch.setenv("BATCH_HPO_CACHE", str(tmp_path_factory.mktemp("graph-cache")))
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One real local Ray instance (2 CPUs, no dashboard) for every test that drives Ray Tune."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def smoke_source(tmp_path_factory: pytest.TempPathFactory) -> GraphSource:
+    """Tiny synthetic traffic (30k messages) with its own graph cache, for smoke studies."""
+    from trainables.data.source import GraphSource
+
+    return GraphSource(num_messages=30_000, cache_dir=tmp_path_factory.mktemp("smoke-cache"))

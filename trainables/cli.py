@@ -17,7 +17,9 @@ EXIT_USER_ERROR = 2
 
 def is_interactive() -> bool:
     """Whether stdout is a terminal, so progress bars are welcome (never in logs or CI)."""
-    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("1", "true")
+    # Ray replaces a worker's stdout with a stream that has no `isatty`: not a terminal.
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(isatty and isatty()) and os.environ.get("CI", "").lower() not in ("1", "true")
 
 
 class _QuietFrameworks(logging.Filter):

@@ -46,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_source_arguments(parser)
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=None, help="training batch size (64)")
+    train.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="training batch size (64); with --tune-batch-size, the most to use (the tuned"
+        " maximum x the safety factor caps it)",
+    )
     train.add_argument(
         "--eval-batch-size",
         type=int,

@@ -1,24 +1,126 @@
+"""`python -m hpo.run` as users run it: bad input, and a driver killed mid-study then resumed."""
+
 from __future__ import annotations
 
+import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
+
+NUM_SAMPLES = 5
+
+
+def _hpo_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hpo.run", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize(
-    ("space", "message"),
+    ("args", "message"),
     [
-        ("nope", "unknown search space 'nope'; choose one of curriculum, normal"),
-        ("curriculum", "--space curriculum: the HPO study is not built yet"),
+        (["--space", "nope"], "unknown search space 'nope'; choose one of curriculum, normal"),
+        (["--space", "normal", "--num-samples", "0"], "--num-samples must be an integer >= 1"),
+        (["--space", "normal", "--memory-budget", "4XB"], "--memory-budget"),
+        (["--space", "normal", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
+        (["--space", "normal", "--study-name", "a/b"], "--study-name must be a plain folder"),
+        (["--space", "normal", "--resume"], "--resume: no study of space 'normal' under"),
+        (
+            ["--space", "kd", "--data-dir", "/nonexistent/captures", "--dataset", "x"],
+            "/nonexistent/captures",
+        ),
     ],
 )
-def test_hpo_run_says_what_is_wrong_and_exits_2(space: str, message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "hpo.run", "--space", space],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
+def test_hpo_run_says_what_is_wrong_and_exits_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = _hpo_run(*args, "--study-dir", str(tmp_path / "studies"))
+    assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
+    # Nothing was started: no study directory holds anything.
+    assert not any((tmp_path / "studies").glob("*/optuna.db"))
+
+
+def _complete_trials(db: Path) -> int:
+    if not db.is_file():
+        return 0
+    try:
+        with sqlite3.connect(db) as connection:
+            (count,) = connection.execute(
+                "SELECT COUNT(*) FROM trials WHERE state IN ('COMPLETE', 'PRUNED')"
+            ).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(count)
+
+
+def _trial_id(run_dir: Path) -> str:
+    return run_dir.name.split("-")[1]  # trial-<id>-<time>-<random>
+
+
+def test_killed_driver_resumes_to_exactly_the_requested_trials(tmp_path: Path) -> None:
+    studies = tmp_path / "studies"
+    study = studies / "killed"
+    env = {**os.environ, "BATCH_HPO_CACHE": str(tmp_path / "cache")}
+    args = ["--space", "normal", "--study-dir", str(studies), "--study-name", "killed"]
+    log = (tmp_path / "first.log").open("w")
+    first = [*args, "--smoke-test", "--epochs", "1", "--num-samples", str(NUM_SAMPLES)]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hpo.run", *first],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,  # its own process group: the local Ray instance dies with it
+    )
+    deadline = time.monotonic() + 300
+    try:
+        # Kill it once two trials have finished and Ray has saved the experiment since.
+        while time.monotonic() < deadline and driver.poll() is None:
+            saved = list((study / "ray" / "trials").glob("experiment_state*.json"))
+            if _complete_trials(study / "optuna.db") >= 2 and saved:
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the study ended before it could be killed"
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        log.close()
+    finished_before = {
+        _trial_id(run.parent): run.parent for run in (study / "runs").glob("*/model.pt")
+    }
+    assert len(finished_before) < NUM_SAMPLES
+
+    resumed = _hpo_run(*args, "--resume", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout)  # stdout holds the summary and nothing else
+    assert summary["num_trials"] == NUM_SAMPLES
+    assert summary["num_complete"] + summary["num_pruned_oom"] == NUM_SAMPLES
+    assert len({row["trial_id"] for row in summary["trials"]}) == NUM_SAMPLES
+    rows = {row["trial_id"]: row for row in summary["trials"]}
+    for trial_id, run_dir in finished_before.items():
+        if trial_id in rows:  # saved by Ray before the kill: kept, not run again
+            assert rows[trial_id]["run_dir"] == str(run_dir)
+            assert len(list((study / "runs").glob(f"trial-{trial_id}-*"))) == 1
+    kept = [t for t in finished_before if t in rows]
+    assert kept, "no trial finished before the kill survived the resume"
+    trials = optuna.load_study(study_name="killed", storage=f"sqlite:///{study / 'optuna.db'}")
+    done = [t for t in trials.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == NUM_SAMPLES
+    for trial in trials.trials:
+        if trial not in done:  # asked for by the killed driver, never to be finished
+            assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
+    assert json.loads((study / "summary.json").read_text()) == summary

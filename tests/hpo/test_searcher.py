@@ -3,14 +3,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
-import ray
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
@@ -116,16 +114,7 @@ def _fit(
 
 
 @pytest.fixture(scope="module")
-def ray_instance() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def oom_run(ray_instance: None, tmp_path_factory: pytest.TempPathFactory) -> _Run:
+def oom_run(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> _Run:
     return _fit(
         _train,
         tmp_path_factory.mktemp("oom"),
@@ -202,7 +191,7 @@ def test_oom_aware_optuna_search_keeps_intermediate_values_of_pruned_trials(
         assert sorted(trial.intermediate_values) == [1, 2, 3]
 
 
-def test_oom_aware_optuna_search_fails_a_real_error(ray_instance: None, tmp_path: Path) -> None:
+def test_oom_aware_optuna_search_fails_a_real_error(ray_local: None, tmp_path: Path) -> None:
     run = _fit(_train_then_crash, tmp_path, num_samples=2, points=[])
     assert len(run.results.errors) == 2
     assert all(isinstance(error, Exception) for error in run.results.errors)
@@ -334,3 +323,30 @@ def test_is_oom_result_is_false_for_ordinary_and_missing_results() -> None:
     assert not is_oom_result({})
     assert not is_oom_result({METRIC: 0.5, "oom": False})
     assert is_oom_result({METRIC: 0.5, "oom": True})
+
+
+def test_a_trial_run_again_after_restore_leaves_its_finished_optuna_trial_alone(
+    tmp_path: Path,
+) -> None:
+    # After Tuner.restore, Ray runs again a trial its saved state had as running, though the
+    # killed driver had already told Optuna how it ended. Its reports must not fail the study.
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = OOMAwareOptunaSearch(
+        _suggest, metric=METRIC, mode="max", storage=optuna.storages.RDBStorage(url), seed=0
+    )
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", {METRIC: 0.5, "training_iteration": 1})
+    searcher.on_trial_complete("t1", result={METRIC: 0.5, "training_iteration": 1})
+    restored = OOMAwareOptunaSearch(
+        _suggest, metric=METRIC, mode="max", storage=optuna.storages.RDBStorage(url), seed=0
+    )
+    restored.__dict__.update(searcher.__dict__)  # what Ray's restore_from_dir does
+    restored._completed_trials = set()  # saved before the trial ended
+    restored.on_trial_result("t1", {METRIC: 0.9, "training_iteration": 1})
+    restored.on_trial_complete("t1", result={METRIC: 0.9, "training_iteration": 1})
+    [trial] = optuna.load_study(study_name=_study(searcher).study_name, storage=url).trials
+    assert (trial.state, trial.value, trial.intermediate_values) == (
+        TrialState.COMPLETE,
+        0.5,
+        {1: 0.5},
+    )

@@ -3,14 +3,18 @@ warm-starts, shrinks for smoke tests, and drives Ray's OptunaSearch as a define-
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
 from ray.tune.search.optuna import OptunaSearch
 
+from hpo.study import StudyConfig, run_study
 from search_spaces import (
     FIXED_KEYS,
     RAMP_KEYS,
@@ -21,6 +25,7 @@ from search_spaces import (
     SearchSpace,
     TrialSettings,
 )
+from trainables.data.source import GraphSource
 
 NUM_TRIALS = 40
 EVERY_SPACE = pytest.mark.parametrize("space", list(SPACES.values()), ids=list(SPACES))
@@ -172,3 +177,30 @@ def test_space_and_its_suggest_pickle(space: SearchSpace) -> None:
     # Ray checkpoints a searcher by pickling it, define-by-run function included.
     assert pickle.loads(pickle.dumps(space)) == space
     assert pickle.loads(pickle.dumps(space.suggest)).__self__ == space
+
+
+@EVERY_SPACE
+def test_space_runs_a_smoke_trial(
+    space: SearchSpace, ray_local: None, smoke_source: GraphSource, tmp_path: Path
+) -> None:
+    """One trial of the space through the whole platform: Ray, Optuna, the tuner, training."""
+    config = StudyConfig(
+        space=space.smoke().with_overrides(epochs=1),
+        study_dir=tmp_path / "study",
+        source=smoke_source,
+        num_samples=1,
+        max_concurrent=1,
+        factor_store_path=tmp_path / "factors.json",
+    )
+    summary = run_study(config)
+    [row] = summary["trials"]
+    assert row["state"] == "complete", row
+    assert 0.0 <= row["metric"] <= 1.0
+    assert summary["best_value"] == row["metric"]
+    params = row["config"]
+    ceiling = max(1, math.floor(row["tuned_max_batch_size"] * params["safety_factor"]))
+    assert row["train_batch_size"] == min(params["batch_size"], ceiling)
+    saved = json.loads((Path(row["run_dir"]) / "config.json").read_text())
+    assert saved["train_batch_size"] == row["train_batch_size"]
+    assert saved["mode"] == space.mode
+    assert (Path(row["run_dir"]) / "model.pt").is_file()

@@ -28,7 +28,8 @@ class SafetyFactorKey:
         mode: The training mode (e.g. `"normal"`, `"curriculum"`, `"kd"`).
         model_size: The model size or variant (e.g. `"small"`, `"teacher"`).
         device_type: `"cpu"` or `"cuda"` (or a GPU model name, to keep GPUs apart).
-        budget_bytes: The memory budget in bytes.
+        budget_bytes: The memory budget in bytes the user asked for; 0 for the default budget
+            (the available memory shared among concurrent trials).
 
     Example:
         >>> SafetyFactorKey("hcrl", "normal", "small", "cpu", 4 * 2**30).budget_bytes
@@ -45,8 +46,11 @@ class SafetyFactorKey:
         for name in ("dataset", "mode", "model_size", "device_type"):
             if not getattr(self, name):
                 raise ValueError(f"SafetyFactorKey.{name} must not be empty")
-        if self.budget_bytes < 1:
-            raise ValueError(f"SafetyFactorKey.budget_bytes must be >= 1, got {self.budget_bytes}")
+        if self.budget_bytes < 0:
+            raise ValueError(
+                f"SafetyFactorKey.budget_bytes must be >= 0 (0: the default budget), got"
+                f" {self.budget_bytes}"
+            )
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,10 @@ class FusionModule(DetectionModule):
 
     def on_fit_start(self) -> None:
         _place_agent(self.agent, self.device)
+
+    def setup(self, stage: str) -> None:
+        # In `setup`, not `on_fit_start`: Lightning's batch-size tuner runs its steps in a
+        # callback's `on_fit_start` (or `on_validation_start`), before the module's own hook.
         if self.model.has_scale:
             return
         datamodule = getattr(self.trainer, "datamodule", None)

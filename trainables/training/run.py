@@ -5,8 +5,8 @@ checkpoint is given) and then, under the memory budget:
 
 1. tuner: with `batching.tune`, finds the largest train and eval batch sizes on the worst-case
    batches (or takes them from the frontier memo);
-2. factor: applies `max(1, floor(tuned max x safety factor))` once, derives the eval size, and
-   expands the schedule into one size per epoch;
+2. factor: applies `max(1, floor(tuned max x safety factor))` once (or the batch size asked for,
+   when that is smaller), derives the eval size, and expands the schedule into one size per epoch;
 3. train, validate and test, verifying every epoch's number of batches.
 
 An out-of-memory error in any stage ends the run cleanly with `oom=True` and `oom_stage`; any
@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -121,7 +122,12 @@ def run_training(
                     config, datamodule, make_module, budget, device, module
                 )
                 tuner_seconds = time.perf_counter() - tuner_start
-                datamodule.batch_size = apply_safety_factor(frontier.train_max, factor)
+                # The factor scales the tuned maximum once; a batch size asked for is kept
+                # when it is smaller (the search's train batch size), never raised.
+                ceiling = apply_safety_factor(frontier.train_max, factor)
+                datamodule.batch_size = (
+                    ceiling if config.batch_size is None else min(config.batch_size, ceiling)
+                )
                 datamodule.eval_batch_size = resolve_eval_batch_size(
                     applied_train=datamodule.batch_size,
                     eval_multiplier=batching.eval_multiplier,
@@ -369,6 +375,8 @@ def _log_applied(
         if frontier
         else ""
     )
+    if frontier and config.batch_size is not None:
+        tuned += f"asked for {config.batch_size} -> "
     schedule = (
         ""
         if len(set(sizes)) <= 1
@@ -441,4 +449,7 @@ def _plain(value: Any) -> Any:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    # Atomic: a run killed while writing leaves no half file that reads as a finished run.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)

@@ -131,7 +131,7 @@ def test_adaptation_policy_rejects_values_out_of_range(
     ("fields", "match"),
     [
         ({"dataset": ""}, "SafetyFactorKey.dataset must not be empty"),
-        ({"budget_bytes": 0}, "SafetyFactorKey.budget_bytes must be >= 1"),
+        ({"budget_bytes": -1}, r"SafetyFactorKey.budget_bytes must be >= 0 \(0: the default"),
     ],
 )
 def test_safety_factor_key_rejects_empty_fields(fields: dict[str, object], match: str) -> None:
@@ -215,3 +215,15 @@ def test_safety_factor_store_loses_no_record_under_concurrent_processes(tmp_path
 
 def test_adaptive_factor_docstring_examples_run() -> None:
     assert doctest.testmod(adaptive_factor).failed == 0
+
+
+def test_default_budget_key_is_its_own_entry(tmp_path: Path) -> None:
+    # A run without --memory-budget records under budget 0 and `auto` finds that record again,
+    # apart from any explicit budget.
+    store = SafetyFactorStore(tmp_path / "factors.json")
+    default = SafetyFactorKey("hcrl", "normal", "student", "cpu", 0)
+    explicit = SafetyFactorKey("hcrl", "normal", "student", "cpu", 2**30)
+    store.record(default, factor=0.5, peak_fraction=None, oom=True)
+    assert store.num_records(default) == 1
+    assert store.num_records(explicit) == 0
+    assert store.recommend(default, default=0.9) < 0.5

@@ -184,6 +184,25 @@ def test_tuned_run_memo_skips_the_tuner(tmp_path: Path, source: GraphSource) -> 
     assert second.eval_batch_size == min(second.train_batch_size, second.tuned_max_eval_batch_size)
 
 
+def test_tuned_run_keeps_a_smaller_batch_size_asked_for_and_caps_a_larger_one(
+    tmp_path: Path, source: GraphSource
+) -> None:
+    # The search's train batch size: kept when it fits, capped at tuned max x factor when not.
+    memo = tmp_path / "frontier.json"
+    small = dataclasses.replace(
+        tuned(source, tmp_path, memory_budget=64 << 20, safety_factor=0.5, memo_path=memo),
+        batch_size=5,
+        epochs=1,
+    )
+    kept = run_training(small)
+    assert kept.tuned_max_batch_size is not None
+    ceiling = max(1, math.floor(kept.tuned_max_batch_size * 0.5))
+    assert ceiling > 5 and kept.train_batch_size == 5
+    assert kept.history[0]["num_train_batches"] == math.ceil(180 / 5)
+    capped = run_training(dataclasses.replace(small, batch_size=100_000))
+    assert capped.memo_hit and capped.train_batch_size == ceiling
+
+
 def test_tuned_run_explicit_eval_batch_size_wins(tmp_path: Path, source: GraphSource) -> None:
     config = dataclasses.replace(
         tuned(source, tmp_path, memory_budget=64 << 20), eval_batch_size=7, epochs=1

@@ -1,0 +1,98 @@
+"""`StudyProgress`: one log line per study event, in the driver (Ray's tables stay off)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from ray.tune import Callback
+
+from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+
+__all__ = ["StudyProgress", "describe_config"]
+
+logger = logging.getLogger("hpo.run")
+
+
+def describe_config(config: dict[str, Any]) -> str:
+    """A trial's searched settings in one short phrase."""
+    parts = [
+        f"batch {config.get('batch_size')}",
+        f"factor {config.get('safety_factor', float('nan')):.2f}",
+        f"eval x{config.get('eval_multiplier')}",
+        f"lr {config.get('learning_rate', float('nan')):.2g}",
+    ]
+    schedule = config.get("schedule_type", "none")
+    fields = [
+        f"{k.removeprefix('schedule_')}={v}"
+        for k, v in sorted(config.items())
+        if k.startswith("schedule_") and k != "schedule_type"
+    ]
+    parts.append(f"schedule {schedule}" + (f" ({', '.join(fields)})" if fields else ""))
+    return ", ".join(parts)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.4f}"
+    return str(value)
+
+
+class StudyProgress(Callback):
+    """Logs trial starts, each epoch, and how each trial ended."""
+
+    def __init__(self, metric: str, epochs: int) -> None:
+        self._metric = metric
+        self._epochs = epochs
+        self._finished = 0
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        logger.info("trial %s started: %s", trial.trial_id, describe_config(trial.config))
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        if is_oom_result(result) or result.get("done"):
+            return
+        logger.info(
+            "trial %s epoch %s/%d: %s %s, train batch %s, %.0f graphs/s",
+            trial.trial_id,
+            result.get("epoch"),
+            self._epochs,
+            self._metric,
+            _value(result.get(self._metric)),
+            result.get("train_batch_size"),
+            result.get("graphs_per_second", 0.0),
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finished += 1
+        last = trial.last_result or {}
+        if is_oom_result(last):
+            logger.info(
+                "trial %s pruned: out of memory in stage %s at train batch %s (%d finished)",
+                trial.trial_id,
+                last.get(OOM_STAGE_KEY),
+                last.get("train_batch_size"),
+                self._finished,
+            )
+            return
+        logger.info(
+            "trial %s complete: %s %s, applied train batch %s, eval %s (%d finished)",
+            trial.trial_id,
+            self._metric,
+            _value(last.get(self._metric)),
+            last.get("applied_train_batch_size"),
+            last.get("eval_batch_size"),
+            self._finished,
+        )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finished += 1
+        logger.warning(
+            "trial %s failed (%d finished); its error: %s",
+            trial.trial_id,
+            self._finished,
+            trial.error_file or "(no error file)",
+        )

@@ -1,0 +1,182 @@
+"""A finished study's summary: `summary.json`, the table printed at the end, orphaned trials.
+
+`summary.json` holds `space`, `study`, `metric`, `direction`, `num_trials`, `num_complete`,
+`num_pruned_oom`, `num_failed`, `best_value`, `best_config`, `best_trial`, where the results
+are, and `trials`: per trial its `trial_id`, `state` (`complete`, `pruned-oom` or `failed`),
+`oom_stage`, `config` (its parameters), the applied `train_batch_size` and `eval_batch_size`,
+`metric` (the value it ended with; None for OOM and failed trials), `epochs` run, `run_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+
+if TYPE_CHECKING:
+    from ray.tune import ResultGrid
+
+    from hpo.study import StudyConfig
+
+__all__ = [
+    "TRIAL_STATES",
+    "fail_orphaned_trials",
+    "format_table",
+    "summarise",
+    "trial_row",
+    "write_summary",
+]
+
+TRIAL_STATES = ("complete", "pruned-oom", "failed")
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def trial_row(
+    trial_id: str,
+    config: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    error: BaseException | None,
+    metric: str,
+) -> dict[str, Any]:
+    """One trial's entry of `summary.json`, from Ray's result of it."""
+    metrics = metrics or {}
+    if error is not None:
+        state = "failed"
+    elif is_oom_result(metrics):
+        state = "pruned-oom"
+    else:
+        state = "complete"
+    applied = metrics.get("applied_train_batch_size", metrics.get("train_batch_size"))
+    return {
+        "trial_id": trial_id,
+        "state": state,
+        "oom_stage": metrics.get(OOM_STAGE_KEY) if state == "pruned-oom" else None,
+        "config": dict(config or {}),
+        "train_batch_size": applied,
+        "eval_batch_size": metrics.get("eval_batch_size"),
+        "tuned_max_batch_size": metrics.get("tuned_max_batch_size"),
+        "metric": _finite(metrics.get(metric)) if state == "complete" else None,
+        "epochs": metrics.get("epoch"),
+        "seconds": _finite(metrics.get("time_total_s")),
+        "run_dir": metrics.get("run_dir"),
+        "error": None if error is None else str(error).strip().splitlines()[-1][:300],
+    }
+
+
+def summarise(config: StudyConfig, results: ResultGrid) -> dict[str, Any]:
+    """The summary of a study from its Ray results (one row per Ray trial)."""
+    space = config.space
+    rows = []
+    for index in range(len(results)):
+        result = results[index]
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        rows.append(trial_row(trial_id, result.config, result.metrics, result.error, space.metric))
+    rows.sort(key=lambda row: row["trial_id"])
+    return build_summary(config, rows)
+
+
+def build_summary(config: StudyConfig, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The summary object from trial rows (see the module docstring)."""
+    space = config.space
+    complete = [r for r in rows if r["state"] == "complete" and r["metric"] is not None]
+    best = None
+    if complete:
+        pick = max if space.direction == "max" else min
+        best = pick(complete, key=lambda r: r["metric"])
+    paths = config.paths
+    return {
+        "space": space.name,
+        "study": config.name,
+        "study_dir": str(config.study_dir.resolve()),
+        "metric": space.metric,
+        "direction": space.direction,
+        "num_samples": config.num_samples,
+        "num_trials": len(rows),
+        "num_complete": sum(r["state"] == "complete" for r in rows),
+        "num_pruned_oom": sum(r["state"] == "pruned-oom" for r in rows),
+        "num_failed": sum(r["state"] == "failed" for r in rows),
+        "best_value": None if best is None else best["metric"],
+        "best_config": None if best is None else best["config"],
+        "best_trial": None if best is None else best["trial_id"],
+        "optuna_storage": paths.optuna_url,
+        "optuna_study": config.name,
+        "ray_experiment": str(paths.experiment.resolve()),
+        "trials": list(rows),
+    }
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Write `summary` atomically: a reader sees the old file or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def fail_orphaned_trials(config: StudyConfig) -> int:
+    """Mark FAIL the Optuna trials a killed driver left RUNNING; return how many.
+
+    A driver killed between asking Optuna for a trial and saving the Ray experiment leaves a
+    RUNNING trial that no Ray trial will ever finish. Called once the study has all its trials.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = optuna.storages.RDBStorage(config.paths.optuna_url)
+    study = optuna.load_study(study_name=config.name, storage=storage)
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in orphans:
+        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(orphans)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The table of trials, the best configuration and where the results are, as text."""
+    metric = summary["metric"]
+    header = ("trial", "state", "oom stage", "train", "eval", "factor", "schedule", metric)
+    lines = []
+    for row in summary["trials"]:
+        config = row["config"]
+        factor = config.get("safety_factor")
+        value = row["metric"]
+        lines.append(
+            (
+                row["trial_id"],
+                row["state"],
+                row["oom_stage"] or "-",
+                str(row["train_batch_size"] if row["train_batch_size"] is not None else "-"),
+                str(row["eval_batch_size"] if row["eval_batch_size"] is not None else "-"),
+                f"{factor:.2f}" if isinstance(factor, float) else "-",
+                str(config.get("schedule_type", "-")),
+                f"{value:.4f}" if value is not None else "-",
+            )
+        )
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.append("")
+    out.append(
+        f"{summary['num_trials']} trials: {summary['num_complete']} complete,"
+        f" {summary['num_pruned_oom']} pruned (out of memory), {summary['num_failed']} failed"
+    )
+    if summary["best_config"] is not None:
+        out.append(
+            f"best: {metric} {summary['best_value']:.4f} (trial {summary['best_trial']})"
+            f" with {json.dumps(summary['best_config'], sort_keys=True)}"
+        )
+    else:
+        out.append("best: none (no trial completed)")
+    out.append(f"summary: {Path(summary['study_dir']) / 'summary.json'}")
+    out.append(f"optuna: {summary['optuna_storage']} (study {summary['optuna_study']})")
+    out.append(f"ray experiment: {summary['ray_experiment']}")
+    return "\n".join(out)

@@ -1,0 +1,200 @@
+"""Studies on a real local Ray instance, a real Optuna SQLite store and real memory budgets."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray import tune
+
+from hpo.searcher import OOM_STAGES
+from hpo.study import StudyConfig, run_study
+from hpo.summary import build_summary, format_table, trial_row
+from search_spaces import get_space
+from search_spaces.ranges import IntRange
+from trainables.data.source import GraphSource
+from trainables.errors import UserError
+
+# With 30k synthetic messages a student GAT trains at batch 64 within 24 MiB of CPU memory and
+# runs out of it from about 96 graphs per batch (measured: 64 fits, 96-1024 do not).
+OOM_BUDGET = 24 * 2**20
+FITS, DOES_NOT_FIT = 16, 256
+NUM_SAMPLES = 6
+
+
+@pytest.fixture(scope="module")
+def oom_study(
+    ray_local: None, smoke_source: GraphSource, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[StudyConfig, dict[str, Any]]:
+    space = get_space("normal").with_overrides(
+        size="student",
+        epochs=1,
+        batch_size=IntRange(8, 1024, log=True),
+        schedule_type=("none",),
+    )
+    root = tmp_path_factory.mktemp("oom-study")
+    config = StudyConfig(
+        space=space,
+        study_dir=root / "study",
+        source=smoke_source,
+        num_samples=NUM_SAMPLES,
+        max_concurrent=2,
+        memory_budget=OOM_BUDGET,
+        tune_batch_size=False,
+        factor_store_path=root / "factors.json",
+        points_to_evaluate=({"batch_size": FITS}, {"batch_size": DOES_NOT_FIT}),
+    )
+    return config, run_study(config)
+
+
+def _optuna_trials(config: StudyConfig) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=config.name, storage=config.paths.optuna_url)
+    return study.trials
+
+
+def _params(row: dict[str, Any], config: StudyConfig) -> dict[str, Any]:
+    fixed = config.space.fixed_params()
+    return {k: v for k, v in row["config"].items() if k not in fixed}
+
+
+def test_oom_study_ends_with_pruned_oom_trials_and_no_errors(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, summary = oom_study
+    assert summary["num_trials"] == NUM_SAMPLES
+    assert summary["num_failed"] == 0
+    assert summary["num_pruned_oom"] >= 1 and summary["num_complete"] >= 1
+    states = {row["config"]["batch_size"]: row["state"] for row in summary["trials"]}
+    assert states[FITS] == "complete"
+    assert states[DOES_NOT_FIT] == "pruned-oom"
+    for row in summary["trials"]:
+        if row["state"] == "pruned-oom":
+            assert row["oom_stage"] in OOM_STAGES
+            assert row["metric"] is None
+            # No tuner: the trial ran at the batch size it was given.
+            assert row["train_batch_size"] == row["config"]["batch_size"]
+        else:
+            assert row["oom_stage"] is None
+            assert 0.0 <= row["metric"] <= 1.0
+            assert (Path(row["run_dir"]) / "model.pt").is_file()
+    analysis = tune.ExperimentAnalysis(str(config.paths.experiment))
+    assert {trial.status for trial in analysis.trials} == {"TERMINATED"}
+    assert json.loads(config.paths.summary.read_text()) == summary
+
+
+def test_oom_study_prunes_exactly_the_oom_trials_in_optuna(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, summary = oom_study
+    trials = _optuna_trials(config)
+    assert len(trials) == NUM_SAMPLES
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(pruned) + len(complete) == NUM_SAMPLES
+    oom_rows = [r for r in summary["trials"] if r["state"] == "pruned-oom"]
+    assert sorted(json.dumps(_params(r, config), sort_keys=True) for r in oom_rows) == sorted(
+        json.dumps(t.params, sort_keys=True) for t in pruned
+    )
+    for trial in pruned:
+        assert trial.user_attrs["oom"] is True
+        assert trial.user_attrs["oom_stage"] in OOM_STAGES
+        assert trial.user_attrs["train_batch_size"] == trial.params["batch_size"]
+
+
+def test_oom_study_best_trial_is_the_best_complete_one(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, summary = oom_study
+    complete = [r for r in summary["trials"] if r["state"] == "complete"]
+    best = max(complete, key=lambda r: r["metric"])
+    assert summary["best_value"] == best["metric"]
+    assert summary["best_config"] == best["config"]
+    study = optuna.load_study(study_name=config.name, storage=config.paths.optuna_url)
+    assert study.best_value == pytest.approx(best["metric"])
+
+
+def test_oom_study_table_lists_every_trial_and_where_results_are(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, summary = oom_study
+    table = format_table(summary)
+    for row in summary["trials"]:
+        assert row["trial_id"] in table
+    assert f"{summary['num_pruned_oom']} pruned (out of memory)" in table
+    assert str(config.paths.summary.resolve()) in table
+
+
+def test_existing_study_directory_is_not_overwritten(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, _ = oom_study
+    before = config.paths.settings.read_bytes()
+    with pytest.raises(UserError, match="already holds a study; pass --resume"):
+        run_study(config)
+    assert config.paths.settings.read_bytes() == before
+
+
+def test_study_config_round_trips_through_study_json(tmp_path: Path) -> None:
+    config = StudyConfig(
+        space=get_space("kd").smoke().with_overrides(epochs=3),
+        study_dir=tmp_path / "s",
+        source=GraphSource(num_messages=1000, cache_dir=tmp_path / "cache"),
+        num_samples=5,
+        memory_budget=2**30,
+        scheduler="asha",
+        points_to_evaluate=({"batch_size": 8},),
+        factor_store_path=tmp_path / "f.json",
+    )
+    saved = json.loads(json.dumps(config.to_json()))
+    assert StudyConfig.from_json(saved, study_dir=config.study_dir) == config
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_samples": 0}, "--num-samples must be an integer >= 1, got 0"),
+        ({"max_concurrent": 0}, "--max-concurrent must be an integer >= 1"),
+        ({"cpus_per_trial": 0}, "--cpus-per-trial must be > 0"),
+        ({"gpus_per_trial": -1}, "--gpus-per-trial must be >= 0"),
+        ({"scheduler": "pbt"}, "--scheduler must be one of none, asha"),
+        ({"memory_budget": 0}, "--memory-budget must be > 0"),
+    ],
+)
+def test_study_config_rejects_bad_settings(
+    changes: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        StudyConfig(space=get_space("normal"), study_dir=tmp_path, **changes)
+
+
+def test_trial_rows_classify_complete_oom_and_failed() -> None:
+    config = {"batch_size": 64, "safety_factor": 0.5}
+    done = trial_row("a", config, {"val_f1": 0.9, "train_batch_size": 32}, None, "val_f1")
+    oom = trial_row(
+        "b",
+        config,
+        {"val_f1": -math.inf, "oom": True, "oom_stage": "validation", "train_batch_size": 64},
+        None,
+        "val_f1",
+    )
+    failed = trial_row("c", config, {"val_f1": 0.4}, RuntimeError("boom\nlast line"), "val_f1")
+    assert (done["state"], done["metric"], done["train_batch_size"]) == ("complete", 0.9, 32)
+    assert (oom["state"], oom["oom_stage"], oom["metric"]) == ("pruned-oom", "validation", None)
+    assert (failed["state"], failed["metric"], failed["error"]) == ("failed", None, "last line")
+
+
+def test_summary_picks_the_best_by_direction(tmp_path: Path) -> None:
+    rows = [
+        trial_row("a", {"x": 1}, {"val_loss": 0.5}, None, "val_loss"),
+        trial_row("b", {"x": 2}, {"val_loss": 0.2}, None, "val_loss"),
+        trial_row("c", {"x": 3}, {"val_loss": -math.inf, "oom": True}, None, "val_loss"),
+    ]
+    space = get_space("normal").with_overrides(metric="val_loss", direction="min")
+    summary = build_summary(StudyConfig(space=space, study_dir=tmp_path), rows)
+    assert (summary["best_trial"], summary["best_value"]) == ("b", 0.2)
+    assert (summary["num_complete"], summary["num_pruned_oom"]) == (2, 1)
