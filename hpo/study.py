@@ -207,17 +207,17 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     # Ray's newer console output prints a table per experiment even at verbose=0; the legacy
     # reporter is silent at 0.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # An OOM trial without an earlier value reports the worst value (-inf) on purpose; Ray's
+    # TensorBoard logger warns about each one.
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     paths = config.paths
     from hpo.prepare import prepare_data, prepare_prerequisites
 
     if not resume:
         _check_new(config)
-    # The data first: a bad --data-dir is an error before the study directory exists.
+    # Data and resources first: a bad --data-dir or --gpus-per-trial is an error before the
+    # study directory exists.
     prepare_data(config.source, seed=config.seed)
-    _claim(config, resume=resume)
-    prerequisites = prepare_prerequisites(
-        config.space, config.source, config.study_dir, seed=config.seed
-    )
     started_ray = False
     if not ray.is_initialized():
         ray.init(
@@ -230,6 +230,10 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
         started_ray = True
     try:
         _check_resources(config)
+        _claim(config, resume=resume)
+        prerequisites = prepare_prerequisites(
+            config.space, config.source, config.study_dir, seed=config.seed
+        )
         tuner = _tuner(config, prerequisites, resume=resume)
         logger.info(
             "study %s: %d trials of space %s, %d at a time (%s); Ray experiment %s",

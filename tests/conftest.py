@@ -30,9 +30,14 @@ def _isolated_cache(
     monkeypatch.setenv("BATCH_HPO_CACHE", str(tmp_path_factory.mktemp("graph-cache")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    """One real local Ray instance (2 CPUs, no dashboard) for every test that drives Ray Tune."""
+    """A real local Ray instance (2 CPUs, no dashboard) for a module's tests that drive Ray Tune.
+
+    Per module, not per session: a Ray driver's threads leave freed heap behind in this process,
+    which the CPU memory budgets of later tests (`VmData` over its value at entry) would reuse
+    without counting it.
+    """
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

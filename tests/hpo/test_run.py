@@ -38,6 +38,10 @@ def _hpo_run(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         (["--space", "normal", "--study-name", "a/b"], "--study-name must be a plain folder"),
         (["--space", "normal", "--resume"], "--resume: no study of space 'normal' under"),
         (
+            ["--space", "normal", "--smoke-test", "--gpus-per-trial", "1"],
+            "--gpus-per-trial 1: the Ray cluster has 0 GPUs in all",
+        ),
+        (
             ["--space", "kd", "--data-dir", "/nonexistent/captures", "--dataset", "x"],
             "/nonexistent/captures",
         ),
@@ -49,8 +53,8 @@ def test_hpo_run_says_what_is_wrong_and_exits_2(
     result = _hpo_run(*args, "--study-dir", str(tmp_path / "studies"))
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr and "Traceback" not in result.stderr
-    # Nothing was started: no study directory holds anything.
-    assert not any((tmp_path / "studies").glob("*/optuna.db"))
+    # No study was started: no study directory was made.
+    assert not any((tmp_path / "studies").glob("*/study.json"))
 
 
 def _complete_trials(db: Path) -> int:

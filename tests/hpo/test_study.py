@@ -17,6 +17,7 @@ from hpo.study import StudyConfig, run_study
 from hpo.summary import build_summary, format_table, trial_row
 from search_spaces import get_space
 from search_spaces.ranges import IntRange
+from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
 
@@ -198,3 +199,32 @@ def test_summary_picks_the_best_by_direction(tmp_path: Path) -> None:
     summary = build_summary(StudyConfig(space=space, study_dir=tmp_path), rows)
     assert (summary["best_trial"], summary["best_value"]) == ("b", 0.2)
     assert (summary["num_complete"], summary["num_pruned_oom"]) == (2, 1)
+
+
+def test_new_study_is_warm_started_from_the_factor_store_and_runs_under_asha(
+    ray_local: None, smoke_source: GraphSource, tmp_path: Path
+) -> None:
+    space = get_space("normal").with_overrides(size="student", epochs=2)
+    store = SafetyFactorStore(tmp_path / "factors.json")
+    key = SafetyFactorKey("synthetic", "normal", "student", "cpu", 0)  # the default budget
+    for _ in range(2):
+        store.record(key, factor=0.6, peak_fraction=0.5, oom=False)
+    recommended = store.recommend(key, default=0.9)
+    config = StudyConfig(
+        space=space,
+        study_dir=tmp_path / "study",
+        source=smoke_source,
+        num_samples=3,
+        scheduler="asha",
+        factor_store_path=store.path,
+    )
+    summary = run_study(config)
+    assert summary["num_trials"] == 3 and summary["num_failed"] == 0
+    first = min(_optuna_trials(config), key=lambda t: t.number)
+    assert first.params["safety_factor"] == pytest.approx(recommended)
+    assert first.params["schedule_type"] == "none"
+    assert first.params["batch_size"] == space.batch_size.middle
+    for row in summary["trials"]:
+        assert row["state"] == "complete" and 1 <= row["epochs"] <= space.epochs
+    # Every tuned trial's outcome went back to the store.
+    assert store.num_records(key) == 2 + 3
