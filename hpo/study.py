@@ -78,7 +78,7 @@ class StudyConfig:
         space: The search space, with the study's overrides applied (`--epochs`, smoke).
         study_dir: This study's directory (`<--study-dir>/<--study-name>`).
         source: Where the graphs come from (default synthetic traffic).
-        num_samples: Trials in the study (default 8).
+        num_samples: Trials in the study (default 8; the CLI's default is 6).
         max_concurrent: Trials running at once (default 2).
         memory_budget: Device-memory budget per trial in bytes; None: the default (CPU: the
             available memory over `max_concurrent`; CUDA: `gpus_per_trial` of the GPU).
@@ -98,6 +98,8 @@ class StudyConfig:
         n_startup_trials: Random trials before TPE models the results (default 5).
         points_to_evaluate: Configurations to try first (after the warm start), each a dict of
             some of the space's parameters; the sampler fills in the rest.
+        mlflow_uri: The MLflow tracking store; None: `<study dir's parent>/mlflow.db`, one store
+            for every study under the same root.
     """
 
     space: SearchSpace
@@ -118,6 +120,7 @@ class StudyConfig:
     factor_store_path: Path | None = None
     n_startup_trials: int = 5
     points_to_evaluate: tuple[dict[str, Any], ...] = ()
+    mlflow_uri: str | None = None
 
     def __post_init__(self) -> None:
         for option, value, minimum in (
@@ -146,6 +149,12 @@ class StudyConfig:
     @property
     def name(self) -> str:
         return self.study_dir.name
+
+    @property
+    def tracking_uri(self) -> str:
+        from hpo.tracking import default_tracking_uri
+
+        return self.mlflow_uri or default_tracking_uri(self.study_dir.parent)
 
     def to_json(self) -> dict[str, Any]:
         """The settings `study.json` keeps, to resume the study with (see `from_json`)."""
@@ -212,9 +221,11 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     paths = config.paths
     from hpo.prepare import prepare_data, prepare_prerequisites
+    from hpo.tracking import StudyTracker, check_tracking_uri
 
     if not resume:
         _check_new(config)
+    check_tracking_uri(config.tracking_uri)
     # Data and resources first: a bad --data-dir or --gpus-per-trial is an error before the
     # study directory exists.
     prepare_data(config.source, seed=config.seed)
@@ -231,6 +242,7 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     try:
         _check_resources(config)
         _claim(config, resume=resume)
+        StudyTracker(config.tracking_uri, config, resume=resume)  # the study's parent run
         prerequisites = prepare_prerequisites(
             config.space, config.source, config.study_dir, seed=config.seed
         )
@@ -254,8 +266,18 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     from hpo.summary import fail_orphaned_trials, summarise, write_summary
 
     summary = summarise(config, results)
-    if summary["num_trials"] >= config.num_samples:
+    complete = summary["num_trials"] >= config.num_samples
+    if complete:
         fail_orphaned_trials(config)
+    tracker = StudyTracker(config.tracking_uri, config, resume=True)
+    summary["mlflow"] = {
+        "tracking_uri": config.tracking_uri,
+        "experiment": tracker.experiment_name,
+        "parent_run_id": tracker.parent_id,
+        "registered_model": None,
+    }
+    registered = tracker.finish(summary, complete=complete)
+    summary["mlflow"]["registered_model"] = registered
     write_summary(paths.summary, summary)
     return summary
 
@@ -329,6 +351,7 @@ def _tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
     if resume:
         logger.info("study %s: no Ray experiment saved yet; starting its trials", config.name)
     from hpo.callbacks import StudyProgress
+    from hpo.tracking import MlflowTrialLogger
 
     return tune.Tuner(
         trainable,
@@ -342,7 +365,10 @@ def _tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
             name=_EXPERIMENT,
             storage_path=str(paths.ray_storage.resolve()),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[StudyProgress(config.space.metric, config.space.epochs)],
+            callbacks=[
+                StudyProgress(config.space.metric, config.space.epochs),
+                MlflowTrialLogger(config.tracking_uri, config),
+            ],
             verbose=0,
             log_to_file=True,
         ),

@@ -179,4 +179,12 @@ def format_table(summary: dict[str, Any]) -> str:
     out.append(f"summary: {Path(summary['study_dir']) / 'summary.json'}")
     out.append(f"optuna: {summary['optuna_storage']} (study {summary['optuna_study']})")
     out.append(f"ray experiment: {summary['ray_experiment']}")
+    mlflow = summary.get("mlflow")
+    if mlflow:
+        registered = mlflow.get("registered_model")
+        out.append(
+            f"mlflow: {mlflow['tracking_uri']}, experiment {mlflow['experiment']}, run"
+            f" {mlflow['parent_run_id']}"
+            + (f"; best model {registered['name']} v{registered['version']}" if registered else "")
+        )
     return "\n".join(out)

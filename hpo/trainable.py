@@ -102,12 +102,15 @@ def epoch_result(row: dict[str, float], metric: str, seconds: float) -> dict[str
     """The result reported to Ray after an epoch, from an `EpochHistory` row.
 
     Keys: the metric and every `train_*`/`val_*` value, `epoch` (1-based), `train_batch_size`,
-    `num_train_batches`, `graphs_per_second` and `epoch_seconds`.
+    `num_train_batches`, `graphs_per_second`, `epoch_seconds`, and `peak_memory_bytes` (the
+    run's peak so far) when the run has a memory budget.
     """
     graphs = row.get("num_train_graphs", 0.0)
     result: dict[str, Any] = {
         name: value for name, value in row.items() if name.startswith(("train_", "val_"))
     }
+    if "peak_memory_bytes" in row:
+        result["peak_memory_bytes"] = int(row["peak_memory_bytes"])
     result.update(
         epoch=int(row["epoch"]) + 1,
         train_batch_size=int(row["train_batch_size"]),

@@ -59,7 +59,8 @@ class SearchSpace:
         name: The name the registry knows the space by (`--space NAME`).
         mode: The training mode: normal, autoencoder, curriculum, kd or fusion.
         size: The model size, `teacher` or `student` (kd trains a student); default teacher.
-        epochs: Training epochs of every trial (>= 1); default 10.
+        epochs: Training epochs of every trial (>= 1); default 5 (on a GPU cluster, raise it
+            with `--epochs`).
         dataset: The dataset name; default `synthetic` (the embedded synthetic traffic).
         window: CAN messages per graph (>= 2); default 100.
         metric: The validation metric to optimise; default `val_f1`.
@@ -95,7 +96,7 @@ class SearchSpace:
     name: str
     mode: Mode
     size: ModelSize = "teacher"
-    epochs: int = 10
+    epochs: int = 5
     dataset: str = "synthetic"
     window: int = 100
     metric: str = "val_f1"

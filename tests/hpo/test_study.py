@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from ray import tune
 
@@ -228,3 +231,82 @@ def test_new_study_is_warm_started_from_the_factor_store_and_runs_under_asha(
         assert row["state"] == "complete" and 1 <= row["epochs"] <= space.epochs
     # Every tuned trial's outcome went back to the store.
     assert store.num_records(key) == 2 + 3
+
+
+def test_oom_study_is_tracked_in_mlflow_as_a_parent_run_with_a_child_per_trial(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, summary = oom_study
+    client = MlflowClient(config.tracking_uri)
+    experiment = client.get_experiment_by_name("hpo-normal")
+    assert experiment is not None
+    [parent] = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`hpo.study` = '{config.name}' and tags.`hpo.role` = 'study'",
+    )
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["hpo.space"] == "normal"
+    assert parent.data.tags["memory_budget"] == str(OOM_BUDGET)
+    assert parent.data.metrics["num_pruned_oom"] == summary["num_pruned_oom"]
+    assert summary["mlflow"]["parent_run_id"] == parent.info.run_id
+    parent_files = {f.path for f in client.list_artifacts(parent.info.run_id)}
+    assert "summary.json" in parent_files and "plots" in parent_files
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    rows = {row["trial_id"]: row for row in summary["trials"]}
+    assert {c.data.tags["hpo.trial_id"] for c in children} == set(rows)
+    for child in children:
+        row = rows[child.data.tags["hpo.trial_id"]]
+        tags, params = child.data.tags, child.data.params
+        assert tags["state"] == row["state"]
+        assert tags["oom"] == ("true" if row["state"] == "pruned-oom" else "false")
+        assert tags["oom_stage"] == (row["oom_stage"] or "")
+        for key in ("mode", "dataset", "model_size", "seed", "device_type", "memory_budget"):
+            assert key in tags
+        assert params["batch_size"] == str(row["config"]["batch_size"])
+        assert params["applied_train_batch_size"] == str(row["train_batch_size"])
+        if row["state"] == "complete":
+            assert child.info.status == "FINISHED"
+            assert child.data.metrics["val_f1"] == pytest.approx(row["metric"])
+            history = client.get_metric_history(child.info.run_id, "train_batch_size")
+            assert [m.step for m in history][:1] == [1]
+            model = {f.path for f in client.list_artifacts(child.info.run_id, "model")}
+            assert model == {"model/model.pt", "model/config.json"}
+        else:
+            assert child.info.status == "KILLED"
+    registered = summary["mlflow"]["registered_model"]
+    assert registered["name"] == "normal-synthetic"
+    version = client.get_model_version(registered["name"], registered["version"])
+    best_child = next(c for c in children if c.data.tags["hpo.trial_id"] == summary["best_trial"])
+    assert version.run_id == best_child.info.run_id
+    assert f"val_f1={summary['best_value']:.4f}" in version.description
+
+
+def test_hpo_report_reads_the_same_study_back_from_mlflow(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, summary = oom_study
+    args = ["--space", "normal", "--study", config.name, "--mlflow-uri", config.tracking_uri]
+    result = subprocess.run(
+        [sys.executable, "-m", "hpo.report", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert (report["space"], report["study"]) == ("normal", config.name)
+    assert report["num_trials"] == summary["num_trials"]
+    assert report["num_pruned_oom"] == summary["num_pruned_oom"]
+    stages = [r["oom_stage"] for r in summary["trials"] if r["state"] == "pruned-oom"]
+    assert report["oom_stages"] == {stage: stages.count(stage) for stage in set(stages)}
+    assert report["best"]["trial_id"] == summary["best_trial"]
+    assert report["best"]["metric"] == pytest.approx(summary["best_value"])
+    for key, value in summary["best_config"].items():
+        assert report["best"]["config"][key] == value
+    leaders = [row["trial_id"] for row in report["leaderboard"]]
+    complete = sorted(
+        (r for r in summary["trials"] if r["state"] == "complete"), key=lambda r: -r["metric"]
+    )
+    assert leaders[0] == complete[0]["trial_id"] and len(leaders) == min(5, len(complete))

@@ -24,7 +24,7 @@ def test_search_space_suggest_returns_only_the_fixed_parameters() -> None:
     assert space.suggest(trial) == {
         "mode": "kd",
         "size": "student",
-        "epochs": 10,
+        "epochs": 5,
         "dataset": "synthetic",
         "window": 100,
     }
@@ -42,7 +42,7 @@ def test_search_space_with_overrides_returns_a_new_validated_space() -> None:
     space = get_space("curriculum")
     longer = space.with_overrides(epochs=40, batch_size=IntRange(16, 1024, log=True))
     assert (longer.epochs, longer.batch_size.high) == (40, 1024)
-    assert space.epochs == 10  # the registered space is unchanged
+    assert space.epochs == 5  # the registered space is unchanged
 
 
 def test_search_space_with_overrides_rejects_unknown_field() -> None:
@@ -75,7 +75,7 @@ def test_search_space_warm_start_accepts_a_factor_after_widening() -> None:
     ("params", "match"),
     [
         ({"batch_size": None}, r"'normal': trial parameters: batch_size must be an integer"),
-        ({"epochs": 3}, r"'normal': trial parameters: epochs is fixed to 10 in this space"),
+        ({"epochs": 3}, r"'normal': trial parameters: epochs is fixed to 5 in this space"),
         ({"mode": "fusion"}, r"'normal': trial parameters: mode is fixed to 'normal'"),
         ({"batch_size": 9000}, r"'normal': trial parameters: batch_size=9000 is outside its r"),
         ({"safety_factor": 0.25}, r"safety_factor=0.25 is outside its range"),

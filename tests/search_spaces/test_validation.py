@@ -69,11 +69,11 @@ BAD_OVERRIDES: list[tuple[dict[str, Any], str]] = [
     ),
     (
         {"schedule_step_size": IntRange(20, 30)},
-        r"'normal': field schedule_step_size: low must be <= epochs \(10\)",
+        r"'normal': field schedule_step_size: low must be <= epochs \(5\)",
     ),
     (
         {"schedule_num_epochs": IntRange(11, 12)},
-        r"'normal': field schedule_num_epochs: low must be <= epochs \(10\)",
+        r"'normal': field schedule_num_epochs: low must be <= epochs \(5\)",
     ),
 ]
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from trainables.batching.budget import MemoryBudget
 from trainables.batching.schedules import BatchSizeSchedule
 from trainables.training.config import OomStage
 
@@ -31,6 +32,7 @@ class EpochHistory(pl.Callback):
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
+        self.budget: MemoryBudget | None = None  # set while a budget is active: peaks per epoch
         self._num_batches = 0
         self._num_graphs = 0
 
@@ -57,6 +59,8 @@ class EpochHistory(pl.Callback):
         row["num_train_batches"] = self._num_batches
         row["num_train_graphs"] = self._num_graphs
         row["train_batch_size"] = int(_datamodule(trainer).batch_size)
+        if self.budget is not None:
+            row["peak_memory_bytes"] = self.budget.peak_bytes  # the run's peak so far
         self.epochs.append(row)
 
 

@@ -114,6 +114,7 @@ def run_training(
     sizes: list[int] = []
     val: dict[str, float] = {}
     with _budget(config, device) as budget:
+        history.budget = budget
         try:
             if batching.tune:
                 assert factor is not None

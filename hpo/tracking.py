@@ -1,0 +1,422 @@
+"""MLflow tracking of a study: one store, one experiment per space, a parent run per study and a
+child run per trial. Only the driver writes (a Ray Tune callback), so parallel trials never write
+to a SQLite store at once.
+
+Layout (what `hpo.report` reads back):
+
+- experiment `hpo-<space>`;
+- parent run (name: the study's name), tags `hpo.role=study`, `hpo.study`, `hpo.space`,
+  `hpo.metric`, `hpo.direction` and the study tags (`mode`, `dataset`, `model_size`, `seed`,
+  `device_type`, `memory_budget`); params: the fixed values and the study's settings; artifacts:
+  `summary.json` and `plots/`;
+- child run per trial (name `trial-<id>`), tags `mlflow.parentRunId`, `hpo.role=trial`,
+  `hpo.study`, `hpo.trial_id`, the study tags, `state` (`complete`, `pruned-oom`, `failed`), `oom`
+  (`true`/`false`), `oom_stage` (empty when none); params: every searched and fixed value plus
+  `applied_train_batch_size`, `eval_batch_size`, `tuned_max_batch_size`; metrics per epoch (step
+  = epoch): `train_loss`, the `val_*` values, `train_batch_size`, `graphs_per_second`,
+  `peak_memory_bytes`; artifacts: `config.json`, `metrics.json` and `model/` (`model.pt` and its
+  `config.json`);
+- the best trial's `model/` registered as `<space>-<dataset>`, one new version per study.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sqlite3
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray.tune import Callback
+
+from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+from trainables.errors import UserError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from hpo.study import StudyConfig
+
+__all__ = [
+    "MlflowTrialLogger",
+    "StudyTracker",
+    "check_tracking_uri",
+    "default_tracking_uri",
+    "experiment_name",
+    "ui_command",
+]
+
+logger = logging.getLogger("hpo.run")
+
+_EPOCH_METRICS = ("train_batch_size", "graphs_per_second", "peak_memory_bytes", "epoch_seconds")
+_APPLIED = ("applied_train_batch_size", "eval_batch_size", "tuned_max_batch_size")
+
+
+def default_tracking_uri(study_root: Path) -> str:
+    """The project's one store: `<study root>/mlflow.db` (artifacts beside it, `mlartifacts`)."""
+    return f"sqlite:///{(study_root / 'mlflow.db').resolve()}"
+
+
+def experiment_name(space: str) -> str:
+    return f"hpo-{space}"
+
+
+def ui_command(uri: str) -> str:
+    """How to browse the store: the exact `mlflow ui` command, or the server's address."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///") or ".")
+
+
+def _artifact_location(uri: str, space: str) -> str | None:
+    """Artifacts of a SQLite store go beside it (MLflow would use the working directory)."""
+    db = _sqlite_path(uri)
+    if db is None:
+        return None  # a server or a file store decides
+    return (db.parent / "mlartifacts" / experiment_name(space)).resolve().as_uri()
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast, before any training, when the store cannot be reached or written.
+
+    Raises:
+        UserError: Naming the URI and what is wrong.
+    """
+    where = f"--mlflow-uri {uri}"
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+                if response.status != 200:
+                    raise UserError(f"{where}: the tracking server answered {response.status}")
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise UserError(
+                f"{where}: the tracking server cannot be reached ({err}); start it (e.g. "
+                "`mlflow server --host 127.0.0.1 --port 5000`) or leave --mlflow-uri out for the"
+                " local store"
+            ) from None
+        return
+    db = _sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(db) as connection:  # creates it if needed: a real write
+                connection.execute("CREATE TABLE IF NOT EXISTS _hpo_write_check (x INTEGER)")
+                connection.execute("DROP TABLE _hpo_write_check")
+        except (OSError, sqlite3.Error) as err:
+            raise UserError(f"{where}: cannot write the SQLite store at {db} ({err})") from None
+    elif not uri.startswith(("file:", "/", "databricks")) and "://" not in uri:
+        raise UserError(
+            f"{where}: not a tracking URI; give sqlite:///PATH, http://HOST:PORT or a folder"
+        )
+    _quiet_mlflow()
+    try:
+        _client(uri).search_experiments(max_results=1)
+    except Exception as err:  # MLflow raises many kinds; all mean "unusable"
+        raise UserError(f"{where}: the tracking store cannot be used ({err})") from None
+
+
+def _quiet_mlflow() -> None:
+    # A new SQLite store runs its schema migrations with one INFO line each.
+    for name in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _client(uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _param(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+class StudyTracker:
+    """Writes one study to MLflow: its parent run, a child run per trial, artifacts, registry.
+
+    Args:
+        uri: The tracking (and registry) URI.
+        config: The study.
+        resume: Continue the study's parent run (and its trials' runs) instead of a new one.
+    """
+
+    def __init__(self, uri: str, config: StudyConfig, *, resume: bool = False) -> None:
+        from mlflow.entities import RunStatus
+
+        _quiet_mlflow()
+        self.uri = uri
+        self.config = config
+        self.client = _client(uri)
+        space = config.space
+        name = self.experiment_name = experiment_name(space.name)
+        experiment = self.client.get_experiment_by_name(name)
+        self.experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(
+                name, artifact_location=_artifact_location(uri, space.name)
+            )
+        )
+        self.study_tags = {
+            "hpo.study": config.name,
+            "hpo.space": space.name,
+            "mode": space.mode,
+            "dataset": space.dataset,
+            "model_size": space.size,
+            "seed": str(config.seed),
+            "device_type": "cuda" if config.gpus_per_trial > 0 else "cpu",
+            "memory_budget": "default"
+            if config.memory_budget is None
+            else str(config.memory_budget),
+        }
+        self._trial_runs: dict[str, str] = {}
+        parent = self._find_runs(
+            f"tags.`hpo.study` = '{config.name}' and tags.`hpo.role` = 'study'"
+        )
+        if resume and parent:
+            self.parent_id = parent[0].info.run_id
+            self.client.update_run(self.parent_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            for run in self._find_runs(f"tags.`mlflow.parentRunId` = '{self.parent_id}'"):
+                self._trial_runs[run.data.tags["hpo.trial_id"]] = run.info.run_id
+            return
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=config.name,
+            tags={
+                **self.study_tags,
+                "hpo.role": "study",
+                "hpo.metric": space.metric,
+                "hpo.direction": space.direction,
+                "hpo.study_dir": str(config.study_dir.resolve()),
+            },
+        )
+        self.parent_id = run.info.run_id
+        self._log_params(
+            self.parent_id,
+            {
+                **space.fixed_params(),
+                "num_samples": config.num_samples,
+                "max_concurrent": config.max_concurrent,
+                "scheduler": config.scheduler,
+                "tune_batch_size": config.tune_batch_size,
+                "memory_budget": config.memory_budget,
+                "cpus_per_trial": config.cpus_per_trial,
+                "gpus_per_trial": config.gpus_per_trial,
+                "metric": space.metric,
+                "direction": space.direction,
+            },
+        )
+
+    def _find_runs(self, filter_string: str) -> list[Any]:
+        return list(
+            self.client.search_runs([self.experiment_id], filter_string, max_results=10_000)
+        )
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        existing = self.client.get_run(run_id).data.params
+        new = [Param(k, _param(v)) for k, v in params.items() if k not in existing]
+        changed = [k for k, v in params.items() if k in existing and existing[k] != _param(v)]
+        if changed:
+            logger.warning("mlflow run %s: params %s kept as first logged", run_id, changed)
+        for start in range(0, len(new), 100):
+            self.client.log_batch(run_id, params=new[start : start + 100])
+
+    # --- trials ---------------------------------------------------------------------------------
+    def start_trial(self, trial_id: str, config: dict[str, Any]) -> str:
+        """The trial's child run: created on its first start, reused when Ray runs it again."""
+        run_id = self._trial_runs.get(trial_id)
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"trial-{trial_id}",
+                tags={
+                    **self.study_tags,
+                    "mlflow.parentRunId": self.parent_id,
+                    "hpo.role": "trial",
+                    "hpo.trial_id": trial_id,
+                    "state": "running",
+                },
+            )
+            run_id = self._trial_runs[trial_id] = run.info.run_id
+        self._log_params(run_id, config)
+        return run_id
+
+    def log_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
+        """One reported result: an epoch's metrics (step = epoch), or a trial's last one."""
+        from mlflow.entities import Metric
+
+        if is_oom_result(result):
+            return
+        run_id = self._trial_runs.get(trial_id) or self.start_trial(trial_id, config)
+        step = int(result.get("epoch") or 0)
+        now = int(time.time() * 1000)
+        metrics = []
+        for key, value in result.items():
+            number = _finite(value)
+            wanted = key.startswith(("train_", "val_", "test_")) or key in _EPOCH_METRICS
+            if number is not None and wanted:
+                metrics.append(Metric(key, number, now, step))
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def end_trial(
+        self, trial_id: str, config: dict[str, Any], result: dict[str, Any] | None, *, error: bool
+    ) -> None:
+        """Tags, applied batch sizes, artifacts and the final status of a finished trial."""
+        from mlflow.entities import RunStatus
+
+        run_id = self._trial_runs.get(trial_id) or self.start_trial(trial_id, config)
+        result = result or {}
+        oom = is_oom_result(result) and not error
+        state = "failed" if error else ("pruned-oom" if oom else "complete")
+        for key, value in {
+            "state": state,
+            "oom": "true" if oom else "false",
+            "oom_stage": str(result.get(OOM_STAGE_KEY) or "") if oom else "",
+        }.items():
+            self.client.set_tag(run_id, key, value)
+        self._log_params(run_id, {key: result.get(key) for key in _APPLIED if key in result})
+        run_dir = result.get("run_dir")
+        if run_dir and Path(run_dir).is_dir():
+            self._log_run_dir(run_id, Path(run_dir))
+        status = {"complete": RunStatus.FINISHED, "pruned-oom": RunStatus.KILLED}.get(
+            state, RunStatus.FAILED
+        )
+        self.client.set_terminated(run_id, RunStatus.to_string(status))
+
+    def _log_run_dir(self, run_id: str, run_dir: Path) -> None:
+        for name in ("config.json", "metrics.json"):
+            if (run_dir / name).is_file():
+                self.client.log_artifact(run_id, str(run_dir / name))
+        if (run_dir / "model.pt").is_file():
+            with tempfile.TemporaryDirectory() as tmp:
+                model = Path(tmp) / "model"
+                model.mkdir()
+                for name in ("model.pt", "config.json"):
+                    if (run_dir / name).is_file():
+                        shutil.copy2(run_dir / name, model / name)
+                self.client.log_artifacts(run_id, str(model), artifact_path="model")
+
+    # --- the study ------------------------------------------------------------------------------
+    def finish(self, summary: dict[str, Any], *, complete: bool) -> dict[str, str] | None:
+        """Summary, plots and best model on the parent run; returns the registered model's
+        `name` and `version` (a complete study with a best trial only)."""
+        from mlflow.entities import Metric, RunStatus
+
+        from hpo.plots import write_study_plots
+
+        config = self.config
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "summary.json"
+            path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            self.client.log_artifact(self.parent_id, str(path))
+            try:
+                import optuna
+
+                study = optuna.load_study(study_name=config.name, storage=config.paths.optuna_url)
+                plots = write_study_plots(study, Path(tmp) / "plots", metric=config.space.metric)
+                if plots:
+                    self.client.log_artifacts(self.parent_id, str(Path(tmp) / "plots"), "plots")
+            except Exception as err:  # plots are a convenience: never lose a study over them
+                logger.warning("study plots not written: %s", err)
+        now = int(time.time() * 1000)
+        counts = [
+            Metric(key, float(summary[key]), now, 0)
+            for key in ("num_trials", "num_complete", "num_pruned_oom", "num_failed")
+        ]
+        if summary.get("best_value") is not None:
+            counts.append(Metric(f"best_{config.space.metric}", summary["best_value"], now, 0))
+        self.client.log_batch(self.parent_id, metrics=counts)
+        version = self._register_best(summary) if complete else None
+        status = RunStatus.FINISHED if complete else RunStatus.KILLED
+        self.client.set_terminated(self.parent_id, RunStatus.to_string(status))
+        return version
+
+    def _register_best(self, summary: dict[str, Any]) -> dict[str, str] | None:
+        from mlflow.exceptions import MlflowException
+
+        best = summary.get("best_trial")
+        run_id = self._trial_runs.get(best) if best else None
+        if run_id is None:
+            return None
+        space = self.config.space
+        name = f"{space.name}-{space.dataset}"
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(
+                name, description=f"best models of {space.name} studies on {space.dataset}"
+            )
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
+        version = self.client.create_model_version(
+            name,
+            source=source,
+            run_id=run_id,
+            tags={"hpo.study": self.config.name, "hpo.trial_id": best},
+            description=(
+                f"{space.metric}={summary['best_value']:.4f}: best of study {self.config.name}"
+                f" (trial {best}, {summary['num_trials']} trials)"
+            ),
+        )
+        logger.info("registered %s version %s (trial %s)", name, version.version, best)
+        return {"name": name, "version": str(version.version)}
+
+
+class MlflowTrialLogger(Callback):
+    """The Ray Tune callback (driver side) that writes each trial to the study's MLflow runs.
+
+    It pickles as its URI and study only (Ray saves callbacks with the experiment), and finds
+    the study's parent run, and the runs of trials started before, when the experiment starts
+    or is restored.
+    """
+
+    def __init__(self, uri: str, config: StudyConfig) -> None:
+        self.uri = uri
+        self.config = config
+        self._tracker: StudyTracker | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"uri": self.uri, "config": self.config, "_tracker": None}
+
+    @property
+    def tracker(self) -> StudyTracker:
+        if self._tracker is None:
+            self._tracker = StudyTracker(self.uri, self.config, resume=True)
+        return self._tracker
+
+    def setup(self, *args: Any, **info: Any) -> None:
+        self.tracker  # noqa: B018 - connect at the start, not at the first trial
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.tracker.start_trial(trial.trial_id, trial.config)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        self.tracker.log_result(trial.trial_id, trial.config, result)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.tracker.end_trial(trial.trial_id, trial.config, trial.last_result, error=False)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.tracker.end_trial(trial.trial_id, trial.config, trial.last_result, error=True)

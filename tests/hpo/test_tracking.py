@@ -1,0 +1,132 @@
+"""MLflow tracking against a real `mlflow server` on 127.0.0.1, and stores that cannot be used."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from hpo.study import StudyConfig, run_study
+from hpo.tracking import check_tracking_uri, default_tracking_uri, ui_command
+from search_spaces import get_space
+from trainables.data.source import GraphSource
+from trainables.errors import UserError
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'server.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "server.log").open("w"),
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log = (root / "server.log").read_text()[-3000:]
+                pytest.fail(f"mlflow server did not start: {log}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_study_tracked_on_a_real_mlflow_server(
+    mlflow_server: str, ray_local: None, smoke_source: GraphSource, tmp_path: Path
+) -> None:
+    config = StudyConfig(
+        space=get_space("autoencoder").smoke().with_overrides(size="student", epochs=1),
+        study_dir=tmp_path / "study",
+        source=smoke_source,
+        num_samples=2,
+        factor_store_path=tmp_path / "factors.json",
+        mlflow_uri=mlflow_server,
+    )
+    summary = run_study(config)
+    assert summary["num_complete"] == 2
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default store
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    experiment = client.get_experiment_by_name("hpo-autoencoder")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], f"tags.`hpo.study` = '{config.name}'")
+    roles = sorted(run.data.tags["hpo.role"] for run in runs)
+    assert roles == ["study", "trial", "trial"]
+    best = next(r for r in runs if r.data.tags.get("hpo.trial_id") == summary["best_trial"])
+    assert best.data.metrics["val_auroc"] == pytest.approx(summary["best_value"])
+    # Artifacts went through the server (proxied), the model among them.
+    assert {f.path for f in client.list_artifacts(best.info.run_id, "model")} == {
+        "model/model.pt",
+        "model/config.json",
+    }
+    [version] = client.search_model_versions("name = 'autoencoder-synthetic'")
+    assert version.run_id == best.info.run_id
+    assert ui_command(mlflow_server) == f"open {mlflow_server} in a browser"
+
+
+def test_unreachable_tracking_server_fails_before_the_study_starts(tmp_path: Path) -> None:
+    config = StudyConfig(
+        space=get_space("normal"),
+        study_dir=tmp_path / "study",
+        mlflow_uri=f"http://127.0.0.1:{_free_port()}",
+    )
+    start = time.monotonic()
+    with pytest.raises(UserError, match="the tracking server cannot be reached"):
+        run_study(config)
+    assert time.monotonic() - start < 30
+    assert not config.study_dir.exists()
+
+
+def test_unwritable_sqlite_store_fails_clearly(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "mlflow.db").mkdir()  # a directory where the database file should be
+    with pytest.raises(UserError, match="cannot write the SQLite store"):
+        check_tracking_uri(default_tracking_uri(locked))
+
+
+def test_default_store_is_one_sqlite_file_under_the_study_root(tmp_path: Path) -> None:
+    uri = default_tracking_uri(tmp_path)
+    assert uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert ui_command(uri) == f"mlflow ui --backend-store-uri {uri}"
