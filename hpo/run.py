@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", default=None, help="Ray cluster to join, e.g. auto (default: local Ray)"
     )
     study.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="where a local Ray instance serves its dashboard (127.0.0.1); another address"
+        " exposes the cluster",
+    )
+    study.add_argument(
+        "--no-dashboard", action="store_true", help="start a local Ray without the dashboard"
+    )
+    study.add_argument(
         "--smoke-test",
         action="store_true",
         help=f"tiny data, 2 epochs, {SMOKE_NUM_SAMPLES} trials: checks the set-up in minutes",
@@ -202,6 +211,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         tune_batch_size=args.tune_batch_size,
         max_failures=args.max_failures,
         mlflow_uri=args.mlflow_uri,
+        dashboard_host=None if args.no_dashboard else args.dashboard_host,
     )
 
 
@@ -223,7 +233,10 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
             f" not {args.space!r}"
         )
     logger.info("resuming study %s with its saved settings (%s)", study_dir.name, settings)
-    changes = {"address": args.address}
+    changes = {
+        "address": args.address,
+        "dashboard_host": None if args.no_dashboard else args.dashboard_host,
+    }
     if args.mlflow_uri is not None:
         changes["mlflow_uri"] = args.mlflow_uri
     return StudyConfig.from_json(saved, study_dir=study_dir, **changes)

@@ -100,6 +100,8 @@ class StudyConfig:
             some of the space's parameters; the sampler fills in the rest.
         mlflow_uri: The MLflow tracking store; None: `<study dir's parent>/mlflow.db`, one store
             for every study under the same root.
+        dashboard_host: Where a local Ray instance serves its dashboard (default 127.0.0.1);
+            None for no dashboard. Ignored when joining a cluster (`address`).
     """
 
     space: SearchSpace
@@ -121,6 +123,7 @@ class StudyConfig:
     n_startup_trials: int = 5
     points_to_evaluate: tuple[dict[str, Any], ...] = ()
     mlflow_uri: str | None = None
+    dashboard_host: str | None = "127.0.0.1"
 
     def __post_init__(self) -> None:
         for option, value, minimum in (
@@ -172,7 +175,7 @@ class StudyConfig:
                     else getattr(self, f.name)
                 )
                 for f in dataclasses.fields(self)
-                if f.name not in ("space", "source", "study_dir", "address")
+                if f.name not in ("space", "source", "study_dir", "address", "dashboard_host")
             },
         }
 
@@ -231,13 +234,9 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     prepare_data(config.source, seed=config.seed)
     started_ray = False
     if not ray.is_initialized():
-        ray.init(
-            address=config.address,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=False,
-        )
+        from hpo.monitoring import init_ray
+
+        init_ray(config.address, dashboard_host=config.dashboard_host)
         started_ray = True
     try:
         _check_resources(config)
@@ -351,6 +350,7 @@ def _tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
     if resume:
         logger.info("study %s: no Ray experiment saved yet; starting its trials", config.name)
     from hpo.callbacks import StudyProgress
+    from hpo.monitoring import StudyMetrics
     from hpo.tracking import MlflowTrialLogger
 
     return tune.Tuner(
@@ -368,6 +368,7 @@ def _tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
             callbacks=[
                 StudyProgress(config.space.metric, config.space.epochs),
                 MlflowTrialLogger(config.tracking_uri, config),
+                StudyMetrics(config.name),
             ],
             verbose=0,
             log_to_file=True,

@@ -69,6 +69,7 @@ def trial_row(
         "epochs": metrics.get("epoch"),
         "seconds": _finite(metrics.get("time_total_s")),
         "run_dir": metrics.get("run_dir"),
+        "node_id": metrics.get("node_id"),
         "error": None if error is None else str(error).strip().splitlines()[-1][:300],
     }
 

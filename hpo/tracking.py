@@ -6,9 +6,9 @@ Layout (what `hpo.report` reads back):
 
 - experiment `hpo-<space>`;
 - parent run (name: the study's name), tags `hpo.role=study`, `hpo.study`, `hpo.space`,
-  `hpo.metric`, `hpo.direction` and the study tags (`mode`, `dataset`, `model_size`, `seed`,
-  `device_type`, `memory_budget`); params: the fixed values and the study's settings; artifacts:
-  `summary.json` and `plots/`;
+  `hpo.metric`, `hpo.direction` and the study tags (`space`, `mode`, `dataset`, `model_size`,
+  `seed`, `device_type`, `memory_budget`); params: the fixed values and the study's settings;
+  artifacts: `summary.json` and `plots/`;
 - child run per trial (name `trial-<id>`), tags `mlflow.parentRunId`, `hpo.role=trial`,
   `hpo.study`, `hpo.trial_id`, the study tags, `state` (`complete`, `pruned-oom`, `failed`), `oom`
   (`true`/`false`), `oom_stage` (empty when none); params: every searched and fixed value plus
@@ -178,6 +178,7 @@ class StudyTracker:
         self.study_tags = {
             "hpo.study": config.name,
             "hpo.space": space.name,
+            "space": space.name,
             "mode": space.mode,
             "dataset": space.dataset,
             "model_size": space.size,

@@ -147,6 +147,7 @@ def _reporter(context: TrialContext, run_dir: Path) -> pl.Callback:
                 history.epochs[-1], context.metric, time.perf_counter() - self._start
             )
             result.update(
+                node_id=_node_id(),
                 eval_batch_size=int(datamodule.eval_batch_size),
                 applied_train_batch_size=int(datamodule.batch_sizes_per_epoch[0]),
                 run_dir=str(run_dir),
@@ -267,7 +268,14 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
     final = final_result(run)
     if context.metric not in final:
         raise RuntimeError(f"the run did not compute the study's metric {context.metric!r}")
-    tune.report(final)
+    tune.report({**final, "node_id": _node_id()})
+
+
+def _node_id() -> str:
+    """The Ray node this trial runs on (which machine of a cluster)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def finished_run(runs_dir: Path, trial_id: str) -> dict[str, Any] | None:
@@ -306,6 +314,7 @@ def _report_oom(run: dict[str, Any], context: TrialContext) -> None:
             "tuned_max_batch_size": run.get("tuned_max_batch_size"),
             "trial_seconds": run.get("seconds"),
             "run_dir": run["run_dir"],
+            "node_id": _node_id(),
         }
     )
 

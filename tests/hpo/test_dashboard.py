@@ -1,0 +1,113 @@
+"""Watching a study live: the Ray dashboard's REST API behind its token, and the study metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpo.monitoring import exposure_warning
+
+DASHBOARD = re.compile(r"Ray dashboard: (http://\S+)")
+METRICS = re.compile(r"study metrics \(Prometheus, ray_hpo_\*\): (http://\S+)")
+
+
+def _get(url: str, token: str | None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def _token() -> str:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    return (Path.home() / ".ray" / "auth_token").read_text().strip()
+
+
+def _trial_actors(body: str) -> list[dict[str, Any]]:
+    actors = json.loads(body)["data"]["result"]["result"]
+    return [a for a in actors if a.get("class_name") == "ImplicitFunc" and a["state"] == "ALIVE"]
+
+
+def test_dashboard_api_lists_trial_actors_with_the_token_and_refuses_without(
+    tmp_path: Path,
+) -> None:
+    args = ["--space", "normal", "--smoke-test", "--epochs", "2", "--num-samples", "4"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "hpo.run", *args, "--study-dir", str(tmp_path / "studies")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    log: list[str] = []
+
+    def read() -> None:
+        assert driver.stderr is not None
+        for line in driver.stderr:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    dashboard = metrics = None
+    seen_actors: list[dict[str, Any]] = []
+    seen_metrics = ""
+    refused: tuple[int, str] | None = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            try:
+                line = lines.get(timeout=1)
+                log.append(line)
+                dashboard = dashboard or (m.group(1) if (m := DASHBOARD.search(line)) else None)
+                metrics = metrics or (m.group(1) if (m := METRICS.search(line)) else None)
+            except queue.Empty:
+                pass
+            if dashboard is None:
+                continue
+            if refused is None:
+                refused = _get(f"{dashboard}/api/v0/actors", None)
+            if not seen_actors:
+                status, body = _get(f"{dashboard}/api/v0/actors?detail=true", _token())
+                assert status == 200, body[:500]
+                seen_actors = _trial_actors(body)
+            wanted = ("ray_hpo_trials_running", "ray_hpo_train_batch_size")
+            if metrics and not all(name in seen_metrics for name in wanted):
+                seen_metrics = _get(metrics, None)[1]
+            if seen_actors and all(name in seen_metrics for name in wanted):
+                break
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    output = "".join(log)
+    assert dashboard is not None and dashboard.startswith("http://127.0.0.1:"), output[-3000:]
+    assert refused is not None and refused[0] in (401, 403)
+    assert seen_actors, f"no trial actors listed by the dashboard; log:\n{output[-3000:]}"
+    assert "ray_hpo_trials_running" in seen_metrics and "ray_hpo_train_batch_size" in seen_metrics
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [(None, False), ("127.0.0.1", False), ("::1", False), ("localhost", False), ("0.0.0.0", True)],
+)
+def test_dashboard_host_beyond_loopback_warns(host: str | None, warned: bool) -> None:
+    warning = exposure_warning(host)
+    assert (warning is not None) is warned
+    if warning:
+        assert f"--dashboard-host {host} exposes the Ray dashboard" in warning
