@@ -327,6 +327,14 @@ class StudyTracker:
         from hpo.plots import write_study_plots
 
         config = self.config
+        if complete:
+            # Trials a killed driver had started but Ray's saved state did not know: never
+            # to finish. Their runs are closed, so no run stays RUNNING forever.
+            known = {row["trial_id"] for row in summary["trials"]}
+            for trial_id, run_id in self._trial_runs.items():
+                if trial_id not in known:
+                    self.client.set_tag(run_id, "state", "interrupted")
+                    self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "summary.json"
             path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 NUM_SAMPLES = 5
@@ -128,3 +129,15 @@ def test_killed_driver_resumes_to_exactly_the_requested_trials(tmp_path: Path) -
         if trial not in done:  # asked for by the killed driver, never to be finished
             assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
     assert json.loads((study / "summary.json").read_text()) == summary
+    # MLflow: one parent run, finished, and a finished child run per trial of the summary.
+    client = MlflowClient(summary["mlflow"]["tracking_uri"])
+    parent = client.get_run(summary["mlflow"]["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    ended = {
+        c.data.tags["hpo.trial_id"]: c for c in children if c.data.tags["state"] != "interrupted"
+    }
+    assert set(ended) == set(rows)
+    assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
