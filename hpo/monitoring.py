@@ -142,7 +142,9 @@ def init_ray(address: str | None, *, dashboard_host: str | None) -> None:
         kwargs["include_dashboard"] = dashboard_host is not None
         if dashboard_host is not None:
             kwargs["dashboard_host"] = dashboard_host
-    context = ray.init(address=address, **kwargs)
+    # "local": a new instance even where `ray start` left a cluster behind (plain `None` would
+    # join whatever /tmp/ray/ray_current_cluster names).
+    context = ray.init(address=address or "local", **kwargs)
     url = context.dashboard_url
     if url:
         logger.info(

@@ -359,7 +359,10 @@ def _tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
             search_alg=_searcher(config),
             scheduler=_scheduler(config),
             num_samples=config.num_samples,
-            reuse_actors=True,
+            # A local study reuses its workers (no torch import per trial). On a cluster a
+            # worker can die with its node; Ray would then retry trials on the dead, cached
+            # actor, so every trial gets a fresh one there.
+            reuse_actors=config.address is None,
         ),
         run_config=tune.RunConfig(
             name=_EXPERIMENT,
