@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TRIAL_STATES",
     "fail_orphaned_trials",
+    "finite",
     "format_table",
     "summarise",
     "trial_row",
@@ -35,7 +36,8 @@ __all__ = [
 TRIAL_STATES = ("complete", "pruned-oom", "failed")
 
 
-def _finite(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite real number (not a bool), else None."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
@@ -65,9 +67,9 @@ def trial_row(
         "train_batch_size": applied,
         "eval_batch_size": metrics.get("eval_batch_size"),
         "tuned_max_batch_size": metrics.get("tuned_max_batch_size"),
-        "metric": _finite(metrics.get(metric)) if state == "complete" else None,
+        "metric": finite(metrics.get(metric)) if state == "complete" else None,
         "epochs": metrics.get("epoch"),
-        "seconds": _finite(metrics.get("time_total_s")),
+        "seconds": finite(metrics.get("time_total_s")),
         "run_dir": metrics.get("run_dir"),
         "node_id": metrics.get("node_id"),
         "error": None if error is None else str(error).strip().splitlines()[-1][:300],

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import sqlite3
 import tempfile
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+from hpo.summary import finite
 from trainables.errors import UserError
 
 if TYPE_CHECKING:
@@ -141,12 +141,6 @@ def _client(uri: str) -> MlflowClient:
 
 def _param(value: Any) -> str:
     return json.dumps(value) if isinstance(value, list | dict) else str(value)
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 class StudyTracker:
@@ -273,7 +267,7 @@ class StudyTracker:
         now = int(time.time() * 1000)
         metrics = []
         for key, value in result.items():
-            number = _finite(value)
+            number = finite(value)
             wanted = key.startswith(("train_", "val_", "test_")) or key in _EPOCH_METRICS
             if number is not None and wanted:
                 metrics.append(Metric(key, number, now, step))
