@@ -11,7 +11,8 @@ at each budget, every measurement in a fresh process:
 - `lightning-power`: Lightning's power-mode tuner alone, on the datamodule as training sees it
   (shuffled batches of the first epoch's sample), with its default margin;
 - `power-x0.5`: the same, times the original code's fixed factor 0.5;
-- `ours`: this project's tuner (worst-case batches of the largest epoch) at safety factor 1.0;
+- `ours`: this project's tuner at safety factor 1.0, probing the heaviest batches of each size
+  in the orders the run's epochs train in (`HeaviestWindows`, as `run_training` does);
 
 then a full training run at the applied size: did any epoch run out of memory, and the tuner's
 seconds as a share of the whole run.
@@ -41,6 +42,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     from trainables.batching import is_out_of_memory, memory_budget, parse_size
     from trainables.batching.frontier import Frontier
+    from trainables.batching.heaviest import HeaviestWindows
     from trainables.batching.tuner import TunerSettings, find_frontier, largest_first
     from trainables.data import GraphSource
     from trainables.models import GATClassifier, GATConfig
@@ -71,7 +73,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"method": args.method or "fixed", "oom": False, "oom_stage": None}
     pl.seed_everything(0, verbose=False)
     model = module()
-    with memory_budget(parse_size(args.budget), device=torch.device("cpu")):
+    with memory_budget(parse_size(args.budget), device=torch.device("cpu")) as budget:
         start = time.perf_counter()
         stage = "tuner"
         try:
@@ -89,12 +91,13 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 assert val is not None
                 frontier: Frontier = find_frontier(
                     module,
-                    dm.worst_case_dataset(),
+                    HeaviestWindows(dm.train_set, dm.train_orders(args.epochs)),
                     largest_first(val.graphs.select(val.indices())),
                     settings=TunerSettings(),
                 )
                 tuned = frontier.train_max
                 applied = tuned
+                budget.rebase()  # as `run_training` does after the tuner
             else:
                 tuned = applied = args.batch_size
             result.update(tuned=tuned, applied=applied, tuner_seconds=time.perf_counter() - start)

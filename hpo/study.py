@@ -318,6 +318,29 @@ def _check_resources(config: StudyConfig) -> None:
             )
 
 
+def _default_budget(config: StudyConfig) -> int | None:
+    """A local CPU study's default budget per trial, fixed once for all its trials.
+
+    Computed in each trial instead, the available memory a trial sees depends on what the
+    trials beside it hold at that moment, so trials would get different budgets, different
+    frontier-memo keys, and run the tuner again. On a cluster, or on GPUs, each trial's node
+    decides.
+    """
+    if config.memory_budget is not None or config.address is not None or config.gpus_per_trial:
+        return None
+    import torch
+
+    from trainables.batching import default_budget_bytes, format_size
+
+    budget = default_budget_bytes(torch.device("cpu"), num_concurrent_trials=config.max_concurrent)
+    logger.info(
+        "memory budget: %s per trial (available memory / %d concurrent trials)",
+        format_size(budget),
+        config.max_concurrent,
+    )
+    return budget
+
+
 def _tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
     from ray import tune
 
@@ -330,6 +353,7 @@ def _tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
         study_dir=config.study_dir.resolve(),
         tune_batch_size=config.tune_batch_size,
         memory_budget=config.memory_budget,
+        default_budget=_default_budget(config),
         gpus_per_trial=config.gpus_per_trial,
         num_concurrent_trials=config.max_concurrent,
         factor_store_path=_factor_store_path(config),

@@ -64,6 +64,9 @@ class TrialContext:
             available memory over `num_concurrent_trials`; CUDA: `gpus_per_trial` of the GPU).
         gpus_per_trial: The GPU share of a trial, for the default CUDA budget.
         num_concurrent_trials: Trials running at once, for the default CPU budget.
+        default_budget: The default CPU budget the driver fixed for the whole study (available
+            memory over `num_concurrent_trials` when the study started), so every trial has the
+            same frontier-memo key and the tuner runs once; None: each trial computes it.
         factor_store_path: The adaptive safety-factor store every tuned trial updates.
         teacher: kd: the study's teacher checkpoint.
         vgae: curriculum and fusion: the study's VGAE checkpoint.
@@ -79,6 +82,7 @@ class TrialContext:
     memory_budget: int | None = None
     gpus_per_trial: float = 0.0
     num_concurrent_trials: int = 1
+    default_budget: int | None = None
     factor_store_path: Path | None = None
     teacher: Path | None = None
     vgae: Path | None = None
@@ -220,7 +224,11 @@ def train_config(params: dict[str, Any], context: TrialContext) -> Any:
             schedule=settings.schedule,
             memo_path=context.memo_path,
             factor_store_path=context.factor_store_path,
-            num_concurrent_trials=context.num_concurrent_trials,
+            # A trial with whole GPUs has them to itself; a GPU share is budgeted above.
+            num_concurrent_trials=context.num_concurrent_trials
+            if context.gpus_per_trial == 0
+            else 1,
+            default_budget=context.default_budget,
         ),
     )
 

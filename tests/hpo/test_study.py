@@ -231,6 +231,15 @@ def test_new_study_is_warm_started_from_the_factor_store_and_runs_under_asha(
         assert row["state"] == "complete" and 1 <= row["epochs"] <= space.epochs
     # Every tuned trial's outcome went back to the store.
     assert store.num_records(key) == 2 + 3
+    # The driver fixed one default budget for the study, so its 3 trials (2 at a time, each
+    # seeing different free memory) share one frontier-memo key: the tuner ran exactly once.
+    memo = json.loads((config.study_dir / "batch_size_frontier.json").read_text())
+    assert len(memo["entries"]) == 1, memo
+    runs = [
+        json.loads((Path(r["run_dir"]) / "metrics.json").read_text()) for r in summary["trials"]
+    ]
+    assert sorted(run["memo_hit"] for run in runs) == [False, True, True]
+    assert len({run["memory_budget_bytes"] for run in runs}) == 1
 
 
 def test_oom_study_is_tracked_in_mlflow_as_a_parent_run_with_a_child_per_trial(

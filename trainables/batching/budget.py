@@ -66,13 +66,26 @@ class MemoryBudget:
         baseline_bytes: int,
         limit_bytes: int,
         read_peak_bytes: Callable[[], int],
+        rebase: Callable[[], None] | None = None,
     ) -> None:
         self.device = device
         self.budget_bytes = budget_bytes
         self.baseline_bytes = baseline_bytes
         self.limit_bytes = limit_bytes
         self._read_peak_bytes = read_peak_bytes
+        self._rebase = rebase
         self._final_peak_bytes: int | None = None
+
+    def rebase(self) -> None:
+        """Start the budget and its peak afresh from the memory in use now.
+
+        For a stage that follows another in the same process, such as training after the
+        batch-size tuner: what the earlier stage freed, but glibc keeps in its heaps and arenas
+        (on CPU), is not charged to the next. On CUDA, freed memory goes back with
+        `empty_cache`, so only the peak starts afresh.
+        """
+        if self._rebase is not None:
+            self._rebase()
 
     @property
     def peak_bytes(self) -> int:
@@ -208,6 +221,7 @@ def _cuda_budget(budget_bytes: int, *, device: torch.device) -> Iterator[MemoryB
         baseline_bytes=0,
         limit_bytes=int(total_bytes * fraction),
         read_peak_bytes=lambda: torch.cuda.max_memory_allocated(index),
+        rebase=lambda: _cuda_rebase(index),
     )
     torch.cuda.reset_peak_memory_stats(index)
     try:
@@ -216,6 +230,11 @@ def _cuda_budget(budget_bytes: int, *, device: torch.device) -> Iterator[MemoryB
     finally:
         torch.cuda.set_per_process_memory_fraction(previous_fraction, index)
         budget._finish()
+
+
+def _cuda_rebase(index: int) -> None:
+    release_memory()
+    torch.cuda.reset_peak_memory_stats(index)
 
 
 @contextlib.contextmanager
@@ -238,12 +257,30 @@ def _cpu_budget(
         # Measured after the sampler thread started, so its stack is not charged to the budget.
         baseline_bytes = process_memory_bytes("VmData")
         limit_bytes = _limit_for(budget_bytes, baseline_bytes=baseline_bytes, previous=previous)
+
+        def read_peak_bytes() -> int:
+            assert budget is not None
+            return max(0, sampler.peak_bytes - budget.baseline_bytes)
+
+        def rebase() -> None:
+            assert budget is not None
+            release_memory()
+            resource.setrlimit(resource.RLIMIT_DATA, previous)
+            budget.baseline_bytes = process_memory_bytes("VmData")
+            budget.limit_bytes = _limit_for(
+                budget_bytes, baseline_bytes=budget.baseline_bytes, previous=previous
+            )
+            budget.budget_bytes = budget.limit_bytes - budget.baseline_bytes
+            resource.setrlimit(resource.RLIMIT_DATA, (budget.limit_bytes, previous[1]))
+            sampler.reset()
+
         budget = MemoryBudget(
             device=device,
             budget_bytes=limit_bytes - baseline_bytes,
             baseline_bytes=baseline_bytes,
             limit_bytes=limit_bytes,
-            read_peak_bytes=lambda: max(0, sampler.peak_bytes - baseline_bytes),
+            read_peak_bytes=read_peak_bytes,
+            rebase=rebase,
         )
         try:
             resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, previous[1]))

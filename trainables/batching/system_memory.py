@@ -154,6 +154,12 @@ class PeakMemorySampler:
         with self._lock:
             return self._peak_bytes
 
+    def reset(self) -> None:
+        """Forget the peak so far: from now on it is the largest value seen after this call."""
+        with self._lock:
+            self._peak_bytes = 0
+        self._sample()
+
     def stop(self) -> None:
         """Stop the thread (after one last sample); `peak_bytes` still reads."""
         self._stop.set()

@@ -4,9 +4,9 @@ Lightning's `Tuner.scale_batch_size` grows a batch size until it runs out of mem
 decide whether its answer holds for a whole run, and both are fixed here:
 
 - What it probes. It steps through whatever the datamodule serves; shuffled, typical batches
-  give a maximum that an epoch meeting the largest graphs first exceeds. Here the probe serves
-  the graphs sorted by size (nodes + edges), largest first, from the largest set any epoch will
-  use, so every probed step is the heaviest batch of its size.
+  give a maximum that an epoch meeting the largest graphs first exceeds. Here every probed step
+  is the heaviest batch of its size the run will meet (`trainables.batching.heaviest`): the
+  heaviest consecutive graphs of the orders its epochs train in, or the largest graphs.
 - What it restores. It checkpoints and restores the model it probes; here the probe runs on a
   throwaway module and trainer, so training starts from a model the tuner never touched.
 
@@ -32,6 +32,7 @@ from pytorch_lightning.tuner import Tuner, batch_size_scaling
 from torch_geometric.loader import DataLoader
 
 from trainables.batching.frontier import Frontier
+from trainables.batching.heaviest import LargestFirst, WorstBatches
 from trainables.batching.oom import is_out_of_memory, release_memory
 from trainables.data.dataset import CANGraphDataset
 from trainables.data.graphs import GraphArrays
@@ -91,52 +92,60 @@ def largest_first(graphs: GraphArrays, *, limit: int | None = None) -> CANGraphD
 
 
 class ProbeDataModule(pl.LightningDataModule):
-    """Serves a probe set in order (largest graphs first) at `batch_size`, which the tuner scales.
+    """Serves the heaviest batch of `batch_size` graphs, over and over; the tuner scales the size.
 
-    With `length`, the set is cycled to that many graphs, so batches larger than the set are the
-    set's heaviest graphs repeated: heavier than any real batch, never cut short by the end of
-    the set. For a training probe, validation is one single-graph batch (the tuner runs a few
-    validation steps too); for an eval probe, validation serves the probe set.
+    Every batch the loader yields is the heaviest batch of its size, cycled to `length` graphs:
+    Lightning's search only moves on from a size smaller than what its loader holds. For a
+    training probe, validation is one single-graph batch (the tuner runs a few validation steps
+    too); for an eval probe, validation serves the heaviest batches.
 
     Args:
-        dataset: The probe set, already ordered largest first.
+        probe: The heaviest batches (`HeaviestWindows` of a run's epochs), or a set already
+            ordered largest first (`LargestFirst`).
         batch_size: Starting size (the tuner overwrites it).
         for_eval: Whether the probe measures evaluation instead of training.
-        length: Graphs to serve, cycling the set (default: the set's own length).
+        length: Graphs the loader holds (default: the probe's largest real batch).
     """
 
     def __init__(
         self,
-        dataset: CANGraphDataset,
+        probe: WorstBatches | CANGraphDataset,
         *,
         batch_size: int,
         for_eval: bool,
         length: int | None = None,
     ) -> None:
         super().__init__()
-        if length is not None and length != len(dataset):
-            dataset = dataset[np.arange(length) % len(dataset)]
-        self.dataset = dataset
+        self.probe = LargestFirst(probe) if isinstance(probe, CANGraphDataset) else probe
         self.batch_size = batch_size
         self.for_eval = for_eval
+        self.length = len(self.probe) if length is None else length
+
+    def _served(self) -> DataLoader:
+        batch = self.probe.batch(self.batch_size)
+        cycled = batch[np.arange(max(self.length, len(batch))) % len(batch)]
+        return DataLoader(cycled, batch_size=self.batch_size, shuffle=False)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False)
+        return self._served()
 
     def val_dataloader(self) -> DataLoader:
         if self.for_eval:
-            return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False)
-        return DataLoader(self.dataset[:1], batch_size=1)
+            return self._served()
+        return DataLoader(self.probe.batch(1), batch_size=1)
 
 
 def probe_max_batch_size(
     module: pl.LightningModule,
-    dataset: CANGraphDataset,
+    dataset: WorstBatches | CANGraphDataset,
     *,
     for_eval: bool,
     settings: TunerSettings,
 ) -> int:
-    """The largest batch size of `dataset`'s heaviest batches that runs without OOM.
+    """The largest size of `dataset`'s heaviest batches that runs without OOM.
+
+    `dataset` is the heaviest batches of each size (`HeaviestWindows` of a run's epochs, or
+    `LargestFirst`), or a set already ordered largest first.
 
     `module` is consumed: the probe trains it for a few steps. An out-of-memory error at the
     smallest size propagates (nothing fits), and so does any other error.
@@ -146,6 +155,10 @@ def probe_max_batch_size(
     length is retried forever. The probe set is therefore cycled to `2N + 2` graphs with
     `max_val = 2N + 2` (N = the set's size): the search meets neither branch before it has run
     a size >= N, and the answer is capped at N (no real batch holds more than the set).
+
+    The whole set in one batch is tried first: when it fits, it is the answer, without the
+    search's doublings past it (a budget larger than the data is the common case, and those
+    steps were most of the tuner's time).
     """
     if len(dataset) == 0:
         raise UserError("cannot tune a batch size on an empty dataset")
@@ -155,6 +168,23 @@ def probe_max_batch_size(
         # A probe set of the largest graphs may hold one class only: metrics warn, and their
         # values are not what a probe is for.
         warnings.simplefilter("ignore", UserWarning)
+        if num_graphs > settings.init_val and settings.max_val >= num_graphs:
+            # The whole set in one batch is the answer whenever it fits; trying it first spares
+            # the search's doublings past it (up to 2N + 2 graphs a step), most of its time
+            # when the budget is generous. Out of memory here, the search runs as usual.
+            try:
+                _run_once(
+                    module, dataset, num_graphs, for_eval=for_eval, settings=settings, root=root
+                )
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                release_memory()
+            else:
+                logger.debug("tuner: the whole probe set (%d graphs) fits one batch", num_graphs)
+                module.trainer = None  # type: ignore[assignment]
+                release_memory()
+                return num_graphs
         trainer = pl.Trainer(
             accelerator="auto",
             devices=1,
@@ -217,7 +247,7 @@ def _lightning_sees_every_oom() -> Iterator[None]:
 
 def _run_once(
     module: pl.LightningModule,
-    dataset: CANGraphDataset,
+    dataset: WorstBatches | CANGraphDataset,
     size: int,
     *,
     for_eval: bool,
@@ -228,7 +258,8 @@ def _run_once(
     trainer = pl.Trainer(
         accelerator="auto",
         devices=1,
-        max_steps=settings.steps_per_trial,
+        max_epochs=1,
+        limit_train_batches=settings.steps_per_trial,
         limit_val_batches=settings.steps_per_trial if for_eval else 0,
         logger=False,
         enable_checkpointing=False,
@@ -245,7 +276,7 @@ def _run_once(
 
 def find_frontier(
     make_module: Callable[[], pl.LightningModule],
-    train_probe: CANGraphDataset,
+    train_probe: WorstBatches | CANGraphDataset,
     eval_probe: CANGraphDataset,
     *,
     settings: TunerSettings,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
+from torch.utils.data import Sampler
 from torch_geometric.loader import DataLoader
 
 from trainables.batching.schedules import log_batch_size_change
@@ -15,11 +16,36 @@ from trainables.data.source import GraphSource, LoadedSplit, load_split
 from trainables.data.vocab import Vocabulary
 from trainables.errors import UserError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "CANGraphDataModule", "stratified_split"]
+__all__ = ["DEFAULT_BATCH_SIZE", "CANGraphDataModule", "EpochOrder", "stratified_split"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 64
+
+
+class EpochOrder(Sampler[int]):
+    """Yields `order(epoch)`: each epoch's training order, known before training starts.
+
+    Lightning calls `set_epoch` at the start of every epoch. Because the order is a function of
+    the epoch, the batch-size tuner can probe the heaviest batches the run will actually meet.
+
+    Args:
+        order: Indices into the dataset, per epoch.
+        epoch: The epoch to start at.
+    """
+
+    def __init__(self, order: Callable[[int], np.ndarray], epoch: int = 0) -> None:
+        self.order = order
+        self.epoch = epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order(self.epoch).tolist())
+
+    def __len__(self) -> int:
+        return len(self.order(self.epoch))
 
 
 def stratified_split(
@@ -159,14 +185,21 @@ class CANGraphDataModule(pl.LightningDataModule):
             self.batch_size = size
         return self.batch_size
 
+    def train_order(self, epoch: int) -> np.ndarray:
+        """Indices into `train_set` in the order epoch `epoch` trains on them (seeded shuffle)."""
+        size = len(self._require(self.train_set))
+        return np.random.default_rng([self.seed, epoch]).permutation(size)
+
+    def train_orders(self, num_epochs: int) -> list[np.ndarray]:
+        """`train_order` of each of the first `num_epochs` epochs."""
+        return [self.train_order(epoch) for epoch in range(num_epochs)]
+
     def train_dataloader(self) -> DataLoader:
-        batch_size = self.apply_epoch_batch_size(self.current_epoch())
-        generator = torch.Generator().manual_seed(self.seed)
+        epoch = self.current_epoch()
         return DataLoader(
             self._require(self.train_set),
-            batch_size=batch_size,
-            shuffle=True,
-            generator=generator,
+            batch_size=self.apply_epoch_batch_size(epoch),
+            sampler=EpochOrder(self.train_order, epoch),
             num_workers=self.num_workers,
         )
 

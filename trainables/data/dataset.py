@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data.separate import separate
 
 from trainables.data.graphs import GraphArrays
 
@@ -57,3 +58,15 @@ class CANGraphDataset(InMemoryDataset):
         """Nodes + edges of each graph this dataset serves: what a batch's memory grows with."""
         sizes = self.graphs.num_nodes_per_graph + self.graphs.num_edges_per_graph
         return sizes[self.indices()]
+
+    def get(self, idx: int) -> Data:
+        """Graph `idx`: views into the shared storage, sliced on every call, never cached.
+
+        PyG's `InMemoryDataset.get` keeps a copy of every graph it has served, shared by all
+        subsets: a few KiB per graph that grow through an epoch's first pass inside a trial's
+        memory budget, stay behind after the batch-size tuner's probes, and travel with every
+        pickle of the dataset.
+        """
+        return separate(
+            cls=Data, batch=self._data, idx=idx, slice_dict=self.slices, decrement=False
+        )

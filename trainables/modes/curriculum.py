@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch_geometric.loader import DataLoader
 
-from trainables.data.datamodule import CANGraphDataModule
+from trainables.data.datamodule import CANGraphDataModule, EpochOrder
 from trainables.data.dataset import CANGraphDataset
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
@@ -221,8 +221,10 @@ class CurriculumDataModule(CANGraphDataModule):
     different epochs) and logs `curriculum epoch 3/10: 120 attack + 480 normal graphs
     (ratio 1:4.0)`. Validation and test sets are the parent's, untouched.
 
-    Batch-size tuning: epochs grow, so tune on the worst case, `worst_case_dataset()` (the
-    `max_epoch_size` largest-graph epoch), not on `train_dataloader()`, which serves epoch 0.
+    Batch-size tuning: epochs grow, so tune on every epoch, not on `train_dataloader()`, which
+    serves epoch 0: `train_orders(num_epochs)` gives each epoch's shuffled sample before training
+    (what `HeaviestWindows` probes); `worst_case_dataset()` bounds any epoch (the
+    `max_epoch_size` largest graphs).
 
     Args:
         source: Where graphs come from (default: the embedded synthetic traffic).
@@ -348,14 +350,18 @@ class CurriculumDataModule(CANGraphDataModule):
             len(sample) - num_attack,
             self._ratio(epoch),
         )
-        shuffle_seed = int(self._seed_sequence(epoch).generate_state(1)[0])
         return DataLoader(
-            train_set[sample],
+            train_set,
             batch_size=batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(shuffle_seed),
+            sampler=EpochOrder(self.train_order, epoch),
             num_workers=self.num_workers,
         )
+
+    def train_order(self, epoch: int) -> np.ndarray:
+        """Indices into `train_set` epoch `epoch` trains on, in order: its sample, shuffled."""
+        sample = self.epoch_sample(epoch)
+        shuffle_seed = int(self._seed_sequence(epoch).generate_state(1)[0])
+        return sample[np.random.default_rng(shuffle_seed).permutation(len(sample))]
 
     def _current_epoch(self) -> int:
         trainer: pl.Trainer | None = self.trainer

@@ -46,6 +46,10 @@ class BatchTuning:
         memo_path: Frontier memo file (default `<out>/batch_size_frontier.json`).
         factor_store_path: Adaptive safety-factor store (default in the cache folder).
         num_concurrent_trials: Trials sharing the machine, for the default budget (default 1).
+        default_budget: The budget to use when `memory_budget` is None, fixed by whoever runs
+            several trials (an HPO study computes it once, so that every trial has the same
+            frontier-memo key); None: computed when the run starts. The adaptive factor store
+            still keys such a run as "default budget".
 
     Example:
         >>> BatchTuning(tune=True, safety_factor=0.5).schedule.type
@@ -61,6 +65,7 @@ class BatchTuning:
     memo_path: Path | None = None
     factor_store_path: Path | None = None
     num_concurrent_trials: int = 1
+    default_budget: int | None = None
 
     def __post_init__(self) -> None:
         if self.safety_factor != "auto" and not (
@@ -77,6 +82,8 @@ class BatchTuning:
             raise UserError(
                 f"num_concurrent_trials must be >= 1, got {self.num_concurrent_trials}"
             )
+        if self.default_budget is not None and self.default_budget <= 0:
+            raise UserError(f"default_budget must be > 0 bytes, got {self.default_budget}")
 
     @property
     def uses_budget(self) -> bool:

@@ -42,6 +42,7 @@ from trainables.batching.frontier import (
     FrontierMemo,
     config_fingerprint,
 )
+from trainables.batching.heaviest import HeaviestWindows
 from trainables.batching.oom import is_out_of_memory, release_memory
 from trainables.batching.safety_factor import apply_safety_factor, resolve_eval_batch_size
 from trainables.batching.tuner import find_frontier, largest_first
@@ -123,6 +124,9 @@ def run_training(
                     config, datamodule, make_module, budget, device, module
                 )
                 tuner_seconds = time.perf_counter() - tuner_start
+                # Training gets the whole budget: not what the probes freed but glibc keeps.
+                assert budget is not None
+                budget.rebase()
                 # The factor scales the tuned maximum once; a batch size asked for is kept
                 # when it is smaller (the search's train batch size), never raised.
                 ceiling = apply_safety_factor(frontier.train_max, factor)
@@ -282,8 +286,9 @@ def _budget(config: TrainConfig, device: torch.device) -> Iterator[MemoryBudget 
     if not config.batching.uses_budget:
         yield None
         return
+    batching = config.batching
     with memory_budget(
-        config.batching.memory_budget,
+        batching.memory_budget if batching.memory_budget is not None else batching.default_budget,
         device=device,
         num_concurrent_trials=config.batching.num_concurrent_trials,
     ) as budget:
@@ -301,6 +306,7 @@ def _tuned_frontier(
     """The tuned maxima, from the memo when this (architecture, data, device, budget) is known."""
     assert budget is not None and datamodule.train_set is not None
     memo = FrontierMemo(config.batching.memo_path or Path(config.out_dir) / FRONTIER_FILE_NAME)
+    train_probe = _train_probe(config, datamodule)
     key = FrontierKey(
         architecture=config_fingerprint(
             {
@@ -310,7 +316,8 @@ def _tuned_frontier(
                 "tuner": _plain(dataclasses.asdict(config.batching.tuner)),
             }
         ),
-        dataset=_dataset_fingerprint(config),
+        # The epochs' training orders decide the heaviest batches the tuner probes.
+        dataset=f"{_dataset_fingerprint(config)}:{train_probe.fingerprint()}",
         device_type=device.type,
         budget_bytes=budget.budget_bytes,
         precision="32-true",
@@ -322,7 +329,7 @@ def _tuned_frontier(
         computed = True
         return find_frontier(
             make_module,
-            _train_probe(datamodule),
+            train_probe,
             _eval_probe(datamodule),
             settings=config.batching.tuner,
         )
@@ -338,15 +345,11 @@ def _tuned_frontier(
     return frontier, not computed
 
 
-def _train_probe(datamodule: CANGraphDataModule) -> Any:
-    """The largest training set any epoch uses, largest graphs first."""
-    from trainables.modes.curriculum import CurriculumDataModule
-
-    if isinstance(datamodule, CurriculumDataModule):
-        return datamodule.worst_case_dataset()
+def _train_probe(config: TrainConfig, datamodule: CANGraphDataModule) -> HeaviestWindows:
+    """The heaviest batches of each size in the orders the run's epochs will train in."""
     train = datamodule.train_set
     assert train is not None
-    return largest_first(train.graphs.select(train.indices()))
+    return HeaviestWindows(train, datamodule.train_orders(config.epochs))
 
 
 def _eval_probe(datamodule: CANGraphDataModule) -> Any:

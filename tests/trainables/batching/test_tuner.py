@@ -123,6 +123,35 @@ def test_probe_max_batch_size_is_capped_by_the_probe_set(data: CANGraphDataModul
     assert found == len(probe)
 
 
+class _Recording(ClassifierModule):
+    """Records the size of every batch it trains or validates on."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sizes: list[int] = []
+
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        self.sizes.append(int(batch.num_graphs))  # type: ignore[attr-defined]
+
+    def on_validation_batch_start(
+        self, batch: object, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self.sizes.append(int(batch.num_graphs))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("for_eval", [False, True])
+def test_probe_max_batch_size_tries_the_whole_set_first(
+    data: CANGraphDataModule, for_eval: bool
+) -> None:
+    # No budget: the whole set fits, so one step at its size is all the tuner runs.
+    assert data.val_set is not None and data.vocab is not None
+    probe = largest_first(data.val_set.graphs.select(data.val_set.indices()))
+    recording = _Recording(GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab))))
+    found = probe_max_batch_size(recording, probe, for_eval=for_eval, settings=TunerSettings())
+    assert found == len(probe)
+    assert set(recording.sizes) == {len(probe)}
+
+
 @fresh_process_only
 def test_probe_max_batch_size_budget_too_small_raises_oom(data: CANGraphDataModule) -> None:
     assert data.train_set is not None and data.vocab is not None

@@ -224,9 +224,12 @@ def test_curriculum_datamodule_loader_serves_this_epochs_sample(
     with caplog.at_level(logging.INFO, logger="trainables.modes.curriculum"):
         loader = dm.train_dataloader()
     assert loader.batch_size == 16
-    expected = np.asarray(dm.train_set.indices())[dm.epoch_sample(0)]
-    assert np.array_equal(np.asarray(loader.dataset.indices()), expected)
-    assert sum(batch.num_graphs for batch in loader) == len(expected) == 100
+    # The loader serves this epoch's sample, shuffled, in the order `train_order` says.
+    order = dm.train_order(0)
+    assert sorted(order) == sorted(dm.epoch_sample(0))
+    assert not np.array_equal(order, np.sort(order))
+    assert np.array_equal(np.concatenate([np.asarray(b) for b in loader.batch_sampler]), order)
+    assert sum(batch.num_graphs for batch in loader) == len(order) == 100
     assert "curriculum epoch 1/5: 50 attack + 50 normal graphs (ratio 1:1.0)" in caplog.text
 
 
@@ -273,7 +276,7 @@ class _RecordSamples(pl.Callback):
         loader = trainer.train_dataloader
         assert loader is not None
         self.loaders.append(loader)
-        self.samples.append(np.asarray(loader.dataset.indices()))
+        self.samples.append(np.asarray(list(loader.sampler)))  # indices into train_set
 
 
 def _trainer(**kwargs: object) -> pl.Trainer:
@@ -303,9 +306,9 @@ def test_curriculum_datamodule_trainer_redraws_a_growing_sample_every_epoch(
     trainer.fit(_MeanPoolClassifier(), datamodule=dm)
     assert [len(s) for s in recorder.samples] == [100, 138, 175]  # 50 attack + 50/88/125
     assert len({id(loader) for loader in recorder.loaders}) == 3  # rebuilt every epoch
-    storage = np.asarray(dm.train_set.indices())
     for epoch, served in enumerate(recorder.samples):
-        assert np.array_equal(served, storage[dm.epoch_sample(epoch)])
+        assert np.array_equal(np.sort(served), dm.epoch_sample(epoch))
+        assert np.array_equal(served, dm.train_order(epoch))  # known before training
     assert len(max(recorder.samples, key=len)) <= dm.max_epoch_size
 
 

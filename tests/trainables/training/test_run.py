@@ -184,6 +184,22 @@ def test_tuned_run_memo_skips_the_tuner(tmp_path: Path, source: GraphSource) -> 
     assert second.eval_batch_size == min(second.train_batch_size, second.tuned_max_eval_batch_size)
 
 
+def test_default_budget_fixed_by_the_caller_is_the_budget_and_keys_the_memo(
+    tmp_path: Path, source: GraphSource
+) -> None:
+    # An HPO study fixes the default budget once, so trials that see different free memory share
+    # one memo key; the factor store still files the outcome under "default budget" (0).
+    store = tmp_path / "factors.json"
+    fixed = dataclasses.replace(
+        tuned(source, tmp_path, default_budget=64 << 20, factor_store_path=store), epochs=1
+    )
+    first, second = run_training(fixed), run_training(fixed)
+    assert first.memory_budget_bytes == second.memory_budget_bytes == 64 << 20
+    assert not first.memo_hit and second.memo_hit
+    default_key = SafetyFactorKey("synthetic", "normal", "student", "cpu", 0)
+    assert SafetyFactorStore(store).num_records(default_key) == 2
+
+
 def test_tuned_run_keeps_a_smaller_batch_size_asked_for_and_caps_a_larger_one(
     tmp_path: Path, source: GraphSource
 ) -> None:

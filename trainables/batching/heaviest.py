@@ -1,0 +1,107 @@
+"""The heaviest batch of each size a tuner should probe: what makes its maximum hold for a run.
+
+A batch's memory grows with its graphs' nodes and edges. Two ways to find the heaviest batch of
+a size, both serving exactly `size` graphs:
+
+- `LargestFirst`: the `size` largest graphs of a set, whatever order a run meets them in. Safe
+  for any run, but on a heavy-tailed size distribution far heavier than any batch a shuffled
+  epoch holds, so the maximum it finds is well below what the run could use.
+- `HeaviestWindows`: the heaviest `size` consecutive graphs in the orders the run's epochs will
+  actually train in (a datamodule's `train_orders`). A loader cuts an epoch's order into
+  consecutive batches, so every batch of every epoch, at this size or any smaller one (a
+  schedule's), lies inside one such window: the maximum found holds for the whole run.
+
+Past the largest real batch (the whole of the longest epoch) both cycle their graphs, so the
+tuner meets a batch heavier than any real one and its search turns back there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from trainables.data.dataset import CANGraphDataset
+
+__all__ = ["HeaviestWindows", "LargestFirst", "WorstBatches"]
+
+
+class WorstBatches(Protocol):
+    """What a tuner probe serves: the heaviest batch of each size."""
+
+    def __len__(self) -> int:
+        """Graphs in the largest real batch (larger sizes cycle)."""
+        ...
+
+    def batch(self, size: int) -> CANGraphDataset:
+        """The heaviest batch of `size` graphs."""
+        ...
+
+
+class LargestFirst:
+    """A set already ordered largest first: the heaviest batch of a size is its first graphs."""
+
+    def __init__(self, dataset: CANGraphDataset) -> None:
+        if len(dataset) == 0:
+            raise ValueError("a probe set needs at least one graph")
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, size: int) -> CANGraphDataset:
+        return self.dataset[np.arange(size) % len(self.dataset)]
+
+
+class HeaviestWindows:
+    """The heaviest `size` consecutive graphs of any epoch's training order.
+
+    Weight is nodes + edges (`CANGraphDataset.graph_sizes`), as in `largest_first`.
+
+    Args:
+        dataset: The training set the orders index.
+        orders: Each epoch's training order, as indices into `dataset` (empty ones are skipped).
+
+    Raises:
+        ValueError: No epoch has a graph.
+    """
+
+    def __init__(self, dataset: CANGraphDataset, orders: Sequence[np.ndarray]) -> None:
+        self.dataset = dataset
+        self.orders = [np.asarray(order, dtype=np.int64) for order in orders if len(order)]
+        if not self.orders:
+            raise ValueError("the run's epochs hold no graphs: nothing to probe")
+        weights = dataset.graph_sizes.astype(np.int64)
+        self._cumsums = [np.concatenate([[0], np.cumsum(weights[o])]) for o in self.orders]
+
+    def __len__(self) -> int:
+        return max(len(order) for order in self.orders)
+
+    def window(self, size: int) -> np.ndarray:
+        """Indices into `dataset` of the heaviest `size` consecutive graphs of any epoch."""
+        if size < 1:
+            raise ValueError(f"a batch holds at least one graph, got {size=}")
+        best, best_weight = self.orders[0][:0], -1
+        for order, cumsum in zip(self.orders, self._cumsums, strict=True):
+            if size >= len(order):
+                start, weight = 0, int(cumsum[-1])
+            else:
+                sums = cumsum[size:] - cumsum[:-size]
+                start = int(np.argmax(sums))
+                weight = int(sums[start])
+            if weight > best_weight:
+                best, best_weight = order[start : start + size], weight
+        return np.resize(best, size)  # cycled past the longest epoch
+
+    def batch(self, size: int) -> CANGraphDataset:
+        return self.dataset[self.window(size)]
+
+    def fingerprint(self) -> str:
+        """A digest of the orders: runs whose epochs train in the same orders share a maximum."""
+        digest = hashlib.sha256()
+        for order in self.orders:
+            digest.update(order.tobytes())
+            digest.update(b"|")
+        return digest.hexdigest()[:16]
