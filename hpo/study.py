@@ -222,6 +222,7 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     # An OOM trial without an earlier value reports the worst value (-inf) on purpose; Ray's
     # TensorBoard logger warns about each one.
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
+    config = _with_absolute_paths(config)
     paths = config.paths
     from hpo.prepare import prepare_data, prepare_prerequisites
     from hpo.tracking import StudyTracker, check_tracking_uri
@@ -316,6 +317,26 @@ def _check_resources(config: StudyConfig) -> None:
                 f"{option} {need:g}: the Ray cluster has {have:g} {name}s in all, so no trial"
                 f" could ever start; lower {option}"
             )
+
+
+def _with_absolute_paths(config: StudyConfig) -> StudyConfig:
+    """`config` with every path made absolute: Ray's workers run in their own working directory,
+    so a relative `--study-dir` or `--data-dir` would name nothing there."""
+
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else Path(path).resolve()
+
+    source = dataclasses.replace(
+        config.source,
+        data_dir=absolute(config.source.data_dir),
+        cache_dir=absolute(config.source.cache_dir),
+    )
+    return dataclasses.replace(
+        config,
+        study_dir=Path(config.study_dir).resolve(),
+        source=source,
+        factor_store_path=absolute(config.factor_store_path),
+    )
 
 
 def _default_budget(config: StudyConfig) -> int | None:

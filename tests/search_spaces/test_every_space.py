@@ -181,12 +181,19 @@ def test_space_and_its_suggest_pickle(space: SearchSpace) -> None:
 
 @EVERY_SPACE
 def test_space_runs_a_smoke_trial(
-    space: SearchSpace, ray_local: None, smoke_source: GraphSource, tmp_path: Path
+    space: SearchSpace,
+    ray_local: None,
+    smoke_source: GraphSource,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One trial of the space through the whole platform: Ray, Optuna, the tuner, training."""
+    # A relative study directory, as `--study-dir studies` gives: Ray's workers do not run in
+    # the driver's working directory, so every path a trial gets must be absolute.
+    monkeypatch.chdir(tmp_path)
     config = StudyConfig(
         space=space.smoke().with_overrides(epochs=1),
-        study_dir=tmp_path / "study",
+        study_dir=Path("study"),
         source=smoke_source,
         num_samples=1,
         max_concurrent=1,
