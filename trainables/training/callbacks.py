@@ -39,7 +39,8 @@ class EpochHistory(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
         batch_size = int(_datamodule(trainer).batch_size)
-        self._num_graphs = len(loader.dataset)  # type: ignore[union-attr, arg-type]
+        # The sampler's length: a curriculum epoch trains on a sample of the dataset.
+        self._num_graphs = len(loader.sampler)  # type: ignore[union-attr, arg-type]
         self._num_batches = int(trainer.num_training_batches)
         expected = math.ceil(self._num_graphs / batch_size)
         if self._num_batches != expected:

@@ -86,6 +86,27 @@ def test_run_training_kd_trains_teacher_first_then_reuses_it(
     assert saved["size"] == "student"
 
 
+def test_curriculum_run_verifies_each_epochs_sample_against_its_batch_size(
+    tmp_path: Path, source: GraphSource
+) -> None:
+    # The loader serves the whole training set through a sampler of the epoch's sample: the
+    # batches per epoch are ceil(sample / batch size), not ceil(training set / batch size).
+    result = run_training(
+        TrainConfig(
+            mode="curriculum",
+            size="student",
+            source=source,
+            epochs=2,
+            batch_size=16,
+            out_dir=tmp_path / "runs",
+        )
+    )
+    first, last = result.history
+    assert first["num_train_graphs"] < last["num_train_graphs"] <= 180
+    for row in result.history:
+        assert row["num_train_batches"] == math.ceil(row["num_train_graphs"] / 16)
+
+
 def test_run_training_rejects_mismatched_checkpoints(tmp_path: Path, source: GraphSource) -> None:
     gat_run = run_training(
         TrainConfig(
