@@ -14,12 +14,22 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from search_spaces.base import SearchSpace
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
 
-__all__ = ["Prerequisites", "prepare_data", "prepare_prerequisites"]
+if TYPE_CHECKING:
+    from trainables.training.config import TrainConfig
+
+__all__ = [
+    "Prerequisites",
+    "prepare_data",
+    "prepare_prerequisites",
+    "prerequisite_config",
+    "prerequisite_needs",
+]
 
 logger = logging.getLogger("hpo.run")
 
@@ -55,6 +65,34 @@ def prepare_data(source: GraphSource, *, seed: int) -> dict[str, int]:
     return counts
 
 
+def prerequisite_needs(space: SearchSpace) -> dict[str, tuple[str, str]]:
+    """role -> (mode, size) of the models `space`'s trials build on."""
+    needs: dict[str, tuple[str, str]] = {}
+    if space.mode == "kd":
+        needs["teacher"] = ("normal", "teacher")
+    if space.mode in ("curriculum", "fusion"):
+        needs["vgae"] = ("autoencoder", space.size)
+    if space.mode == "fusion":
+        needs["gat"] = ("normal", space.size)
+    return needs
+
+
+def prerequisite_config(
+    mode: str, size: str, space: SearchSpace, source: GraphSource, *, seed: int, out_dir: Path
+) -> TrainConfig:
+    """How a prerequisite trains: the space's epochs, the datamodule's batch size, no tuner."""
+    from trainables.training.config import TrainConfig
+
+    return TrainConfig(
+        mode=mode,  # type: ignore[arg-type]
+        size=size,  # type: ignore[arg-type]
+        source=source,
+        epochs=space.epochs,
+        seed=seed,
+        out_dir=out_dir,
+    )
+
+
 def prepare_prerequisites(
     space: SearchSpace, source: GraphSource, study_dir: Path, *, seed: int
 ) -> Prerequisites:
@@ -66,16 +104,9 @@ def prepare_prerequisites(
     Raises:
         UserError: A prerequisite ran out of memory (nothing to build the trials on).
     """
-    needs: dict[str, tuple[str, str]] = {}  # role -> (mode, size)
-    if space.mode == "kd":
-        needs["teacher"] = ("normal", "teacher")
-    if space.mode in ("curriculum", "fusion"):
-        needs["vgae"] = ("autoencoder", space.size)
-    if space.mode == "fusion":
-        needs["gat"] = ("normal", space.size)
     paths = {
         role: _trained(role, mode, size, space, source, study_dir, seed)
-        for role, (mode, size) in needs.items()
+        for role, (mode, size) in prerequisite_needs(space).items()
     }
     return Prerequisites(**paths)
 
@@ -89,7 +120,6 @@ def _trained(
     study_dir: Path,
     seed: int,
 ) -> Path:
-    from trainables.training.config import TrainConfig
     from trainables.training.run import run_training
 
     final = study_dir / "prerequisites" / f"{role}-{mode}-{size}"
@@ -102,13 +132,8 @@ def _trained(
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     logger.info("prerequisite %s: training a %s %s model once for the study", role, size, mode)
-    config = TrainConfig(
-        mode=mode,  # type: ignore[arg-type]
-        size=size,  # type: ignore[arg-type]
-        source=source,
-        epochs=space.epochs,
-        seed=seed,
-        out_dir=study_dir / "prerequisites",
+    config = prerequisite_config(
+        mode, size, space, source, seed=seed, out_dir=study_dir / "prerequisites"
     )
     result = run_training(config, run_dir=scratch)
     if result.oom:

@@ -25,7 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = ROOT / "cluster.yaml"
 SLURM = ROOT / "scripts" / "slurm"
 SCRIPTS = [SLURM / "hpo.sbatch", SLURM / "submit.sh"]
-ESTIMATE = '{"dataset": "hcrl_sa", "slurm": {"time": "01:30:00", "mem": "24G", "gres": "gpu:2"}}'
+ESTIMATE = (
+    '{"dataset": "hcrl_sa", "slurm": {"time": "01:30:00", "nodes": 2, "mem": "24G",'
+    ' "gres": "gpu:2"}}'
+)
 
 
 def _cluster_config() -> dict[str, Any]:
@@ -213,22 +216,27 @@ def test_submit_dry_run_prints_sbatch_with_the_estimate(
     tmp_path: Path, estimate_python: Callable[..., Path]
 ) -> None:
     python = estimate_python(ESTIMATE)
-    run_args = ["--space", "kd", "--num-samples=40", "--gpus-per-trial", "0.5"]
-    run_args += ["--data-dir", "data dir", "--dataset", "hcrl_sa", "--study-name", "kd-1"]
+    study = ["--space", "kd", "--num-samples=40", "--max-concurrent", "8", "--epochs", "3"]
+    study += ["--gpus-per-trial", "0.5", "--memory-budget=20GiB", "--seed", "1", "--smoke-test"]
+    data = ["--data-dir", "data dir", "--dataset", "hcrl_sa", "--window=50"]
+    only_run = ["--study-name", "kd-1", "--scheduler", "asha", "--resume"]
+    run_args = [*study, *only_run, *data]
 
-    result = _submit(tmp_path, python, "--dry-run", "--nodes", "2", "--gpus", "4", *run_args)
+    result = _submit(tmp_path, python, "--dry-run", "--gpus", "4", "--gpus-per-node=2", *run_args)
 
     assert result.returncode == 0, result.stderr
     command = shlex.split(result.stdout)
     script = command.index(str(SLURM / "hpo.sbatch"))
     assert command[0] == "sbatch"
+    # The job's nodes from the estimate; memory and GPUs per node.
     assert set(command[1:script]) >= {"--nodes=2", "--time=01:30:00", "--mem=24G", "--gres=gpu:2"}
     assert f"--export=ALL,HPO_ROOT={ROOT}" in command[1:script]
     assert command[script + 1 :] == run_args
     estimate_args = (tmp_path / "estimate.args").read_text().split("\n")[:-1]
     assert estimate_args == [
-        *["--space", "kd", "--num-samples=40", "--data-dir", "data dir", "--dataset", "hcrl_sa"],
-        *["--gpus", "4", "--json"],
+        *study,
+        *data,
+        *["--gpus", "4", "--gpus-per-node=2", "--cluster", "--json"],
     ]
 
 
@@ -236,16 +244,18 @@ def test_submit_takes_the_largest_estimate_of_several_datasets(
     tmp_path: Path, estimate_python: Callable[..., Path]
 ) -> None:
     python = estimate_python(
-        '{"dataset": "a", "slurm": {"time": "1-02:00:00", "mem": "16384M", "gres": "gpu:1"}}',
+        '{"dataset": "a", "slurm": {"time": "1-02:00:00", "nodes": 3, "mem": "16384M",'
+        ' "gres": "gpu:1"}}',
         "",
-        '{"dataset": "b", "slurm": {"time": "09:00:00", "mem": "24G", "gres": "gpu:a100:2"}}',
+        '{"dataset": "b", "slurm": {"time": "09:00:00", "nodes": 1, "mem": "24G",'
+        ' "gres": "gpu:a100:2"}}',
     )
 
     result = _submit(tmp_path, python, "--dry-run", "--sbatch", "--partition=gpu", SPACE="normal")
 
     assert result.returncode == 0, result.stderr
     command = shlex.split(result.stdout)
-    assert {"--time=1-02:00:00", "--mem=24G", "--gres=gpu:a100:2"} <= set(command)
+    assert {"--time=1-02:00:00", "--nodes=3", "--mem=24G", "--gres=gpu:a100:2"} <= set(command)
     assert "--partition=gpu" in command
     assert command[-2:] == ["--space", "normal"]
 
@@ -263,7 +273,7 @@ def test_submit_runs_sbatch(tmp_path: Path, estimate_python: Callable[..., Path]
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Submitted batch job 42\n"
     sbatch_args = (tmp_path / "sbatch.args").read_text().split("\n")[:-1]
-    assert sbatch_args[:4] == ["--nodes=1", "--time=01:30:00", "--mem=24G", "--gres=gpu:2"]
+    assert sbatch_args[:4] == ["--nodes=2", "--time=01:30:00", "--mem=24G", "--gres=gpu:2"]
     assert sbatch_args[-4:] == [str(SLURM / "hpo.sbatch"), "--space", "kd", "--resume"]
 
 
@@ -271,11 +281,17 @@ def test_submit_runs_sbatch(tmp_path: Path, estimate_python: Callable[..., Path]
     ("args", "lines", "rc", "returncode", "message"),
     [
         (["--num-samples", "3"], [ESTIMATE], 0, 2, "no search space: pass --space NAME"),
-        (["--nodes", "0", "--space", "kd"], [ESTIMATE], 0, 2, "--nodes must be an integer >= 1"),
         (["--space"], [ESTIMATE], 0, 2, "--space needs a value"),
+        (["--gpus-per-node"], [ESTIMATE], 0, 2, "--gpus-per-node needs a value"),
         (["--space", "kd"], ["not json"], 0, 1, "hpo.estimate --json line 1: no slurm"),
-        (["--space", "kd"], ['{"slurm": {"time": "90 min", "mem": "24G", "gres": "gpu:1"}}'],
-         0, 1, "expected time HH:MM:SS, mem <n>G, gres gpu:<n>; got time='90 min'"),
+        (["--space", "kd"],
+         ['{"slurm": {"time": "90 min", "nodes": 1, "mem": "24G", "gres": "gpu:1"}}'],
+         0, 1, "expected time HH:MM:SS, nodes <n>, mem <n>G, gres gpu:<n>; got time='90 min'"),
+        (["--space", "kd"],
+         ['{"slurm": {"time": "01:00:00", "nodes": 0, "mem": "24G", "gres": "gpu:1"}}'],
+         0, 1, "got time='01:00:00', nodes='0'"),
+        (["--space", "kd"], ['{"slurm": {"time": "01:00:00", "mem": "24G", "gres": "gpu:1"}}'],
+         0, 1, "no slurm time/nodes/mem/gres"),
         (["--space", "kd"], [""], 0, 1, "hpo.estimate --json printed no estimate"),
         (["--space", "kd"], [ESTIMATE], 3, 1, "hpo.estimate failed .* nothing was submitted"),
     ],

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Submits a batch-hpo study to SLURM with the resources `python -m hpo.estimate` says it needs:
-# it runs the estimate for the study's space and data, then
+# it runs the estimate for the study (as the job runs it: --cluster), then
 #   sbatch --nodes=N --time=T --mem=M --gres=G ... scripts/slurm/hpo.sbatch <hpo.run options>
-# Options on the sbatch command line win over the #SBATCH defaults in hpo.sbatch.
+# with --mem and --gres per node. Options on the sbatch command line win over the #SBATCH
+# defaults in hpo.sbatch.
 #
 #   scripts/slurm/submit.sh [submit options] --space NAME [hpo.run options]
-#   scripts/slurm/submit.sh --dry-run --nodes 2 --space kd --num-samples 40 --gpus-per-trial 0.5
+#   scripts/slurm/submit.sh --dry-run --gpus 8 --gpus-per-node 4 --space kd --num-samples 40 \
+#       --max-concurrent 16 --gpus-per-trial 0.5
 #
 # Submit options may come anywhere; `--` ends them. Everything else goes to hpo.run, and
-# hpo.estimate gets its --space, --data-dir, --dataset and --num-samples. hpo.estimate --json
-# prints one JSON object per dataset, each with "slurm": {"time", "mem", "gres"}; over several,
-# the longest time, the most memory and the most GPUs win.
+# hpo.estimate gets the options it shares with hpo.run (the study, its data) and the submit
+# options --gpus, --gpus-per-node and --gpu-memory. hpo.estimate --json prints one JSON object
+# per dataset, each with "slurm": {"time", "nodes", "mem", "gres"}; over several, the longest
+# time, the most nodes, the most memory and the most GPUs win.
 #
 # Environment: SPACE (the space, when --space is not given); HPO_PYTHON (the interpreter with
 # this project installed; default: this repository's .venv/bin/python when it exists, else
@@ -26,12 +29,13 @@ Runs `python -m hpo.estimate --json` for the study, then submits scripts/slurm/h
 sbatch --time, --mem and --gres from the estimate and the hpo.run options passed through.
 
 submit options:
-  --dry-run          print the sbatch command instead of running it
-  --nodes N          nodes of the job's Ray cluster (1)
-  --gpus N           passed to hpo.estimate --gpus
-  --gpu-memory SIZE  passed to hpo.estimate --gpu-memory
-  --sbatch OPTION    one more sbatch option, e.g. --sbatch --partition=gpu (repeatable)
-  -h, --help         this text
+  --dry-run            print the sbatch command instead of running it
+  --gpus N             GPUs of the job, all nodes together (hpo.estimate --gpus; 1)
+  --gpus-per-node N    GPUs of one node (hpo.estimate --gpus-per-node; default --gpus):
+                       the job gets --gpus / N nodes
+  --gpu-memory SIZE    memory of one GPU, e.g. 80GiB (hpo.estimate --gpu-memory)
+  --sbatch OPTION      one more sbatch option, e.g. --sbatch --partition=gpu (repeatable)
+  -h, --help           this text
 USAGE
 }
 
@@ -56,7 +60,6 @@ fi
 
 # `${a[@]+"${a[@]}"}` below expands an empty array under `set -u` on bash < 4.4 too.
 is_dry_run=false
-num_nodes=1
 estimate_opts=()
 sbatch_opts=()
 run_args=()
@@ -67,20 +70,19 @@ while (($# > 0)); do
       exit 0
       ;;
     --dry-run) is_dry_run=true ;;
-    --nodes | --gpus | --gpu-memory | --sbatch)
+    --gpus | --gpus-per-node | --gpu-memory | --sbatch)
       if (($# < 2)); then
         fail_usage "$1 needs a value"
       fi
-      case $1 in
-        --nodes) num_nodes=$2 ;;
-        --sbatch) sbatch_opts+=("$2") ;;
-        *) estimate_opts+=("$1" "$2") ;;
-      esac
+      if [[ $1 == --sbatch ]]; then
+        sbatch_opts+=("$2")
+      else
+        estimate_opts+=("$1" "$2")
+      fi
       shift
       ;;
-    --nodes=*) num_nodes=${1#*=} ;;
     --sbatch=*) sbatch_opts+=("${1#*=}") ;;
-    --gpus=* | --gpu-memory=*) estimate_opts+=("$1") ;;
+    --gpus=* | --gpus-per-node=* | --gpu-memory=*) estimate_opts+=("$1") ;;
     --)
       shift
       run_args+=("$@")
@@ -91,27 +93,24 @@ while (($# > 0)); do
   shift
 done
 
-if ! [[ $num_nodes =~ ^[1-9][0-9]*$ ]]; then
-  fail_usage "--nodes must be an integer >= 1, got '$num_nodes'"
-fi
-
-# What hpo.estimate shares with hpo.run, in either spelling (--opt VALUE, --opt=VALUE).
+# What hpo.estimate shares with hpo.run, in either spelling (--opt VALUE, --opt=VALUE): the
+# study (its trials, their resources and budget, its seed) and its data.
+shared='space|num-samples|max-concurrent|epochs|memory-budget|cpus-per-trial|gpus-per-trial|seed'
+shared+='|data-dir|dataset|window|stride|num-messages|data-seed|on-bad-rows|cache-dir'
 estimate_args=()
 has_space=false
 i=0
 while ((i < ${#run_args[@]})); do
   arg=${run_args[i]}
-  case $arg in
-    --space | --data-dir | --dataset | --num-samples)
-      if ((i + 1 == ${#run_args[@]})); then
-        fail_usage "$arg needs a value"
-      fi
-      estimate_args+=("$arg" "${run_args[i + 1]}")
-      i=$((i + 1))
-      ;;
-    --space=* | --data-dir=* | --dataset=* | --num-samples=*) estimate_args+=("$arg") ;;
-    *) ;; # an option only hpo.run takes
-  esac
+  if [[ $arg =~ ^--($shared)$ ]]; then
+    if ((i + 1 == ${#run_args[@]})); then
+      fail_usage "$arg needs a value"
+    fi
+    estimate_args+=("$arg" "${run_args[i + 1]}")
+    i=$((i + 1))
+  elif [[ $arg =~ ^--($shared)= || $arg == --smoke-test || $arg == --no-cache ]]; then
+    estimate_args+=("$arg")
+  fi # else an option only hpo.run takes
   if [[ $arg == --space || $arg == --space=* ]]; then
     has_space=true
   fi
@@ -125,13 +124,14 @@ if ! $has_space; then
   estimate_args=(--space "$SPACE" ${estimate_args[@]+"${estimate_args[@]}"})
 fi
 
+# --cluster: the job's study joins the Ray cluster hpo.sbatch starts (hpo.run --address auto).
 if ! estimate=$("$HPO_PYTHON" -m hpo.estimate "${estimate_args[@]}" \
-  ${estimate_opts[@]+"${estimate_opts[@]}"} --json); then
+  ${estimate_opts[@]+"${estimate_opts[@]}"} --cluster --json); then
   log "python -m hpo.estimate failed (its message is above); nothing was submitted"
   exit 1
 fi
 
-# One line each: time, mem, gres. Python's json, so jq is not needed.
+# One line each: time, nodes, mem, gres. Python's json, so jq is not needed.
 read_slurm='
 import json
 import re
@@ -139,7 +139,8 @@ import sys
 
 TIME = re.compile(r"(?:(\d+)-)?(\d+):([0-5]\d):([0-5]\d)")  # [D-]HH:MM:SS
 MEM = re.compile(r"(\d+(?:\.\d+)?)([KMGT]?)")  # SLURM sizes; no suffix: MB
-GRES = re.compile(r"gpu(?::[\w.-]+)?:(\d+)")  # gpu:N or gpu:TYPE:N
+GRES = re.compile(r"gpu(?::[\w.-]+)?:(\d+)")  # gpu:N or gpu:TYPE:N, per node
+NODES = re.compile(r"[1-9]\d*")
 MIB = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}
 
 rows = []
@@ -149,31 +150,34 @@ for number, line in enumerate(sys.stdin.read().splitlines(), start=1):
     try:
         slurm = json.loads(line)["slurm"]
         time, mem, gres = str(slurm["time"]), str(slurm["mem"]), str(slurm["gres"])
+        nodes = str(slurm["nodes"])
     except (ValueError, KeyError, TypeError) as error:
-        sys.exit(f"submit.sh: hpo.estimate --json line {number}: no slurm time/mem/gres"
+        sys.exit(f"submit.sh: hpo.estimate --json line {number}: no slurm time/nodes/mem/gres"
                  f" ({type(error).__name__}: {error}): {line[:200]}")
     t, m, g = TIME.fullmatch(time), MEM.fullmatch(mem), GRES.fullmatch(gres)
-    if not (t and m and g):
+    if not (t and m and g and NODES.fullmatch(nodes)):
         sys.exit(f"submit.sh: hpo.estimate --json line {number}: expected time HH:MM:SS,"
-                 f" mem <n>G, gres gpu:<n>; got {time=}, {mem=}, {gres=}")
+                 f" nodes <n>, mem <n>G, gres gpu:<n>; got {time=}, {nodes=}, {mem=}, {gres=}")
     days, hours, minutes, seconds = (int(part or 0) for part in t.groups())
     rows.append({
         "time": (((days * 24 + hours) * 60 + minutes) * 60 + seconds, time),
+        "nodes": (int(nodes), nodes),
         "mem": (float(m[1]) * MIB[m[2]], mem),
         "gres": (int(g[1]), gres),
     })
 if not rows:
     sys.exit("submit.sh: hpo.estimate --json printed no estimate")
-for key in ("time", "mem", "gres"):
+for key in ("time", "nodes", "mem", "gres"):
     print(max(row[key] for row in rows)[1])
 '
 slurm_values=$("$HPO_PYTHON" -c "$read_slurm" <<<"$estimate")
 {
   read -r time
+  read -r num_nodes
   read -r mem
   read -r gres
 } <<<"$slurm_values"
-log "estimate: --time=$time --mem=$mem --gres=$gres per node, $num_nodes node(s)"
+log "estimate: --time=$time, $num_nodes node(s), per node --mem=$mem --gres=$gres"
 
 # HPO_ROOT tells the job where this repository (and its .venv) is; the job itself runs in the
 # submit directory, where relative paths in the hpo.run options point.

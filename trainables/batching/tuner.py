@@ -24,7 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -45,6 +45,7 @@ __all__ = [
     "find_frontier",
     "largest_first",
     "probe_max_batch_size",
+    "quiet_trainer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -185,17 +186,7 @@ def probe_max_batch_size(
                 module.trainer = None  # type: ignore[assignment]
                 release_memory()
                 return num_graphs
-        trainer = pl.Trainer(
-            accelerator="auto",
-            devices=1,
-            max_epochs=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            default_root_dir=root,
-        )
+        trainer = quiet_trainer(root)
         init_val = min(settings.init_val, num_graphs)
         probe = ProbeDataModule(dataset, batch_size=init_val, for_eval=for_eval, length=max_val)
         with _lightning_sees_every_oom():
@@ -255,12 +246,24 @@ def _run_once(
     root: str,
 ) -> None:
     probe = ProbeDataModule(dataset, batch_size=size, for_eval=for_eval)
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
+        root,
+        limit_train_batches=settings.steps_per_trial,
+        limit_val_batches=settings.steps_per_trial if for_eval else 0,
+    )
+    if for_eval:
+        trainer.validate(module, datamodule=probe, verbose=False)
+    else:
+        trainer.fit(module, datamodule=probe)
+
+
+def quiet_trainer(root: str, **kwargs: Any) -> pl.Trainer:
+    """A one-epoch, single-device Trainer that writes, logs and checks nothing of its own (no
+    logger, checkpoints, progress bar, summary or sanity check); `kwargs` add to or override it."""
+    options: dict[str, Any] = dict(
         accelerator="auto",
         devices=1,
         max_epochs=1,
-        limit_train_batches=settings.steps_per_trial,
-        limit_val_batches=settings.steps_per_trial if for_eval else 0,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -268,10 +271,7 @@ def _run_once(
         num_sanity_val_steps=0,
         default_root_dir=root,
     )
-    if for_eval:
-        trainer.validate(module, datamodule=probe, verbose=False)
-    else:
-        trainer.fit(module, datamodule=probe)
+    return pl.Trainer(**{**options, **kwargs})
 
 
 def find_frontier(

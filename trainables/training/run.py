@@ -56,7 +56,14 @@ from trainables.training.callbacks import BatchSizeLearningRate, EpochHistory, S
 from trainables.training.config import OomStage, RunResult, TrainConfig
 from trainables.training.prerequisites import load_vgae, module_factory
 
-__all__ = ["DEFAULT_SAFETY_FACTOR", "new_run_dir", "run_training"]
+__all__ = [
+    "DEFAULT_SAFETY_FACTOR",
+    "build_datamodule",
+    "eval_probe_set",
+    "new_run_dir",
+    "run_training",
+    "train_probe_set",
+]
 
 logger = logging.getLogger("trainables.train")
 
@@ -81,7 +88,7 @@ def run_training(
     run_dir = run_dir or new_run_dir(config.out_dir, f"{config.mode}-{size}")
     logger.info("run %s: mode %s, size %s, %d epochs", run_dir, config.mode, size, config.epochs)
     pl.seed_everything(config.seed, verbose=False)
-    datamodule = _datamodule(config)
+    datamodule = build_datamodule(config)
     datamodule.setup("fit")
     assert datamodule.vocab is not None and datamodule.train_set is not None
     if config.mode != "autoencoder" and not datamodule.train_set.labels.any():
@@ -265,7 +272,8 @@ def run_training(
     return result
 
 
-def _datamodule(config: TrainConfig) -> CANGraphDataModule:
+def build_datamodule(config: TrainConfig) -> CANGraphDataModule:
+    """The datamodule a run of `config` trains on (not yet set up)."""
     kwargs: dict[str, Any] = dict(
         batch_size=config.batch_size,
         eval_batch_size=config.eval_batch_size,
@@ -306,7 +314,7 @@ def _tuned_frontier(
     """The tuned maxima, from the memo when this (architecture, data, device, budget) is known."""
     assert budget is not None and datamodule.train_set is not None
     memo = FrontierMemo(config.batching.memo_path or Path(config.out_dir) / FRONTIER_FILE_NAME)
-    train_probe = _train_probe(config, datamodule)
+    train_probe = train_probe_set(config, datamodule)
     key = FrontierKey(
         architecture=config_fingerprint(
             {
@@ -330,7 +338,7 @@ def _tuned_frontier(
         return find_frontier(
             make_module,
             train_probe,
-            _eval_probe(datamodule),
+            eval_probe_set(datamodule),
             settings=config.batching.tuner,
         )
 
@@ -345,15 +353,16 @@ def _tuned_frontier(
     return frontier, not computed
 
 
-def _train_probe(config: TrainConfig, datamodule: CANGraphDataModule) -> HeaviestWindows:
-    """The heaviest batches of each size in the orders the run's epochs will train in."""
+def train_probe_set(config: TrainConfig, datamodule: CANGraphDataModule) -> HeaviestWindows:
+    """The tuner's training probe: the heaviest batches of each size in the orders the run's
+    epochs will train in."""
     train = datamodule.train_set
     assert train is not None
     return HeaviestWindows(train, datamodule.train_orders(config.epochs))
 
 
-def _eval_probe(datamodule: CANGraphDataModule) -> Any:
-    """Every graph validation or testing will see, largest first."""
+def eval_probe_set(datamodule: CANGraphDataModule) -> Any:
+    """The tuner's evaluation probe: every graph validation or testing will see, largest first."""
     parts = [
         d.graphs.select(d.indices())
         for d in (datamodule.val_set, *datamodule.test_sets.values())
