@@ -320,7 +320,9 @@ def _cell(value: Any, spec: str = "{}") -> str:
 
 
 def _default_tracking_uri(study_dir: Path) -> str:
-    # Stand-in for `hpo.tracking.default_tracking_uri` until that module exists.
+    # `hpo.tracking.default_tracking_uri`'s store; that module imports Ray Tune, which would
+    # make a report's "no store here" error take seconds. tests/hpo/test_report.py keeps the two
+    # the same.
     return f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
 
 

@@ -160,9 +160,8 @@ def _batches(
     """Serves, in order, `batch_size` of the largest graphs (cycled), then random batches."""
     import numpy as np
     import pytorch_lightning as pl
-    from torch_geometric.loader import DataLoader
 
-    from trainables.data.dataset import CANGraphDataset
+    from trainables.data.dataset import CANGraphDataset, GraphLoader
     from trainables.data.graphs import GraphArrays
 
     chosen = np.random.default_rng(seed).choice(len(dataset), size=num_steps * batch_size)
@@ -171,11 +170,11 @@ def _batches(
     graphs = CANGraphDataset(GraphArrays.concat([first, rest]))
 
     class Served(pl.LightningDataModule):
-        def train_dataloader(self) -> DataLoader:
-            return DataLoader(graphs, batch_size=batch_size)
+        def train_dataloader(self) -> GraphLoader:
+            return GraphLoader(graphs, batch_size=batch_size)
 
-        def val_dataloader(self) -> DataLoader:
-            return DataLoader(graphs, batch_size=batch_size)
+        def val_dataloader(self) -> GraphLoader:
+            return GraphLoader(graphs, batch_size=batch_size)
 
     return Served()
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from hpo.report import _number_or_text, build_report, format_report
+from hpo.report import _default_tracking_uri, _number_or_text, build_report, format_report
 from trainables.errors import UserError
 
 # MLflow's SQLite store configures a SQLAlchemy loader that SQLAlchemy deprecates: not ours.
@@ -314,6 +314,15 @@ def test_hpo_report_without_a_database_exits_2_and_creates_none(tmp_path: Path) 
     assert f"no MLflow database at {study_dir.resolve() / 'mlflow.db'}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not study_dir.exists()
+
+
+def test_hpo_report_reads_the_store_a_study_writes(tmp_path: Path) -> None:
+    from hpo.tracking import default_tracking_uri
+
+    assert _default_tracking_uri(tmp_path) == default_tracking_uri(tmp_path)
+    assert _default_tracking_uri(Path("studies")).endswith(
+        str(Path("studies").resolve()) + "/mlflow.db"
+    )
 
 
 def test_hpo_report_with_an_unreachable_server_exits_2_quickly() -> None:

@@ -29,12 +29,11 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.tuner import Tuner, batch_size_scaling
-from torch_geometric.loader import DataLoader
 
 from trainables.batching.frontier import Frontier
 from trainables.batching.heaviest import LargestFirst, WorstBatches
 from trainables.batching.oom import is_out_of_memory, release_memory
-from trainables.data.dataset import CANGraphDataset
+from trainables.data.dataset import CANGraphDataset, GraphLoader
 from trainables.data.graphs import GraphArrays
 from trainables.errors import UserError
 
@@ -122,18 +121,18 @@ class ProbeDataModule(pl.LightningDataModule):
         self.for_eval = for_eval
         self.length = len(self.probe) if length is None else length
 
-    def _served(self) -> DataLoader:
+    def _served(self) -> GraphLoader:
         batch = self.probe.batch(self.batch_size)
         cycled = batch[np.arange(max(self.length, len(batch))) % len(batch)]
-        return DataLoader(cycled, batch_size=self.batch_size, shuffle=False)
+        return GraphLoader(cycled, batch_size=self.batch_size, shuffle=False)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> GraphLoader:
         return self._served()
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> GraphLoader:
         if self.for_eval:
             return self._served()
-        return DataLoader(self.probe.batch(1), batch_size=1)
+        return GraphLoader(self.probe.batch(1), batch_size=1)
 
 
 def probe_max_batch_size(

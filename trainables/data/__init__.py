@@ -18,7 +18,7 @@ if TYPE_CHECKING:
         CANGraphDataModule,
         stratified_split,
     )
-    from trainables.data.dataset import CANGraphDataset
+    from trainables.data.dataset import CANGraphDataset, GraphLoader
     from trainables.data.graphs import (
         EDGE_FEATURES,
         NODE_FEATURES,
@@ -42,6 +42,7 @@ _WHERE = {
     "CANGraphDataModule": "datamodule",
     "stratified_split": "datamodule",
     "CANGraphDataset": "dataset",
+    "GraphLoader": "dataset",
     "EDGE_FEATURES": "graphs",
     "NODE_FEATURES": "graphs",
     "NUM_EDGE_FEATURES": "graphs",
@@ -75,6 +76,7 @@ __all__ = [
     "DatasetLayout",
     "GraphArrays",
     "GraphCache",
+    "GraphLoader",
     "GraphSource",
     "LoadedSplit",
     "SyntheticConfig",

@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import Sampler
-from torch_geometric.loader import DataLoader
 
 from trainables.batching.schedules import log_batch_size_change
-from trainables.data.dataset import CANGraphDataset
+from trainables.data.dataset import CANGraphDataset, GraphLoader
 from trainables.data.source import GraphSource, LoadedSplit, load_split
 from trainables.data.vocab import Vocabulary
 from trainables.errors import UserError
@@ -194,24 +193,24 @@ class CANGraphDataModule(pl.LightningDataModule):
         """`train_order` of each of the first `num_epochs` epochs."""
         return [self.train_order(epoch) for epoch in range(num_epochs)]
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> GraphLoader:
         epoch = self.current_epoch()
-        return DataLoader(
+        return GraphLoader(
             self._require(self.train_set),
             batch_size=self.apply_epoch_batch_size(epoch),
             sampler=EpochOrder(self.train_order, epoch),
             num_workers=self.num_workers,
         )
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(
+    def val_dataloader(self) -> GraphLoader:
+        return GraphLoader(
             self._require(self.val_set),
             batch_size=self.eval_batch_size,
             num_workers=self.num_workers,
         )
 
-    def test_dataloader(self) -> list[DataLoader]:
+    def test_dataloader(self) -> list[GraphLoader]:
         return [
-            DataLoader(d, batch_size=self.eval_batch_size, num_workers=self.num_workers)
+            GraphLoader(d, batch_size=self.eval_batch_size, num_workers=self.num_workers)
             for d in self.test_sets.values()
         ]

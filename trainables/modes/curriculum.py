@@ -15,10 +15,9 @@ import logging
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch_geometric.loader import DataLoader
 
 from trainables.data.datamodule import CANGraphDataModule, EpochOrder
-from trainables.data.dataset import CANGraphDataset
+from trainables.data.dataset import CANGraphDataset, GraphLoader
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
 from trainables.models.vgae import VGAE, graph_anomaly_scores
@@ -199,7 +198,7 @@ def score_graphs(vgae: VGAE, dataset: CANGraphDataset, *, batch_size: int) -> np
     device = next(vgae.parameters()).device
     scores = [
         graph_anomaly_scores(vgae, batch.to(device)).cpu().double()
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        for batch in GraphLoader(dataset, batch_size=batch_size, shuffle=False)
     ]
     if not scores:
         return np.zeros(0, dtype=np.float64)
@@ -336,7 +335,7 @@ class CurriculumDataModule(CANGraphDataModule):
         chosen = np.concatenate([np.flatnonzero(labels == 1), largest_normal])
         return train_set[chosen[np.argsort(-sizes[chosen], kind="stable")]]
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> GraphLoader:
         train_set = self._require(self.train_set)
         epoch = self._current_epoch()
         batch_size = self.apply_epoch_batch_size(epoch)
@@ -350,7 +349,7 @@ class CurriculumDataModule(CANGraphDataModule):
             len(sample) - num_attack,
             self._ratio(epoch),
         )
-        return DataLoader(
+        return GraphLoader(
             train_set,
             batch_size=batch_size,
             sampler=EpochOrder(self.train_order, epoch),

@@ -10,9 +10,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch_geometric.data import Batch
-from torch_geometric.loader import DataLoader
 
 from trainables.data import CANGraphDataModule, GraphSource
+from trainables.data.dataset import GraphLoader
 from trainables.errors import UserError
 from trainables.models import (
     VGAE,
@@ -141,7 +141,7 @@ def test_fusion_module_fit_decays_epsilon(fitted: FittedRun) -> None:
 
 def test_fusion_module_fit_scales_vgae_scores_of_the_training_set(fitted: FittedRun) -> None:
     assert fitted.datamodule.train_set is not None
-    loader = DataLoader(fitted.datamodule.train_set, batch_size=64)
+    loader = GraphLoader(fitted.datamodule.train_set, batch_size=64)
     expected = ScoreScale.fit(raw_vgae_scores(fitted.module.vgae, loader))
     scale = fitted.module.model.scale
     assert scale.low == pytest.approx(expected.low)
