@@ -190,8 +190,10 @@ def probe_dataset(
     if space.mode == "fusion":
         model = _with_fit_overhead(model, scoring)
         tuner += 2 * scoring
-    smallest = model.batch_sizes[0]
-    num_steps = math.ceil(_BENCHMARK_SECONDS / max(model.train_step.at(smallest), 1e-4))
+    # Side by side, trials slow each other down more at large batches (memory bandwidth) than
+    # at small ones: the dry study times the largest size probed, as trials mostly run large.
+    largest = model.batch_sizes[-1]
+    num_steps = math.ceil(_BENCHMARK_SECONDS / max(model.train_step.at(largest), 1e-4))
     return DatasetProbe(
         dataset=source.dataset_name,
         device=device,
@@ -210,7 +212,7 @@ def probe_dataset(
         dataset_bytes=sum(_array_bytes(s.graphs) for s in datamodule.loaded.values()),
         model_bytes=sum(t.numel() * t.element_size() for t in state.values()),
         driver_memory_bytes=process_memory_bytes("VmRSS"),
-        benchmark=StepBenchmark(config, smallest, min(50, max(5, num_steps)), device, seed),
+        benchmark=StepBenchmark(config, largest, min(50, max(3, num_steps)), device, seed),
         probe_seconds=time.perf_counter() - start,
     )
 
