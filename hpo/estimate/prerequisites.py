@@ -16,16 +16,9 @@ if TYPE_CHECKING:
     from search_spaces.base import SearchSpace
     from trainables.data.source import GraphSource
 
-__all__ = ["PREREQUISITE_BATCH_SIZE", "prerequisite_seconds", "prerequisites", "stand_ins"]
+__all__ = ["PREREQUISITE_BATCH_SIZE", "prerequisite_seconds", "stand_ins"]
 
 PREREQUISITE_BATCH_SIZE = 64  # they train untuned, at the datamodule's default
-
-
-def prerequisites(space: SearchSpace) -> dict[str, tuple[str, str]]:
-    """role -> (mode, size) of the models the study trains once (as `hpo.prepare` does)."""
-    from hpo.prepare import prerequisite_needs
-
-    return prerequisite_needs(space)
 
 
 def stand_ins(
@@ -34,10 +27,11 @@ def stand_ins(
     """Untrained checkpoints of the prerequisites (a step costs the same whatever the weights)."""
     import torch
 
+    from hpo.prepare import prerequisite_needs
     from trainables.data.source import load_split
     from trainables.models import VGAE, GATClassifier, GATConfig, VGAEConfig
 
-    needs = prerequisites(space)
+    needs = prerequisite_needs(space)
     if not needs:
         return {}
     vocab_size = len(load_split(source, "train").vocab)

@@ -22,7 +22,6 @@ from hpo.estimate.arithmetic import LinearFit, fit_line, steps_seconds
 from hpo.estimate.prerequisites import (
     PREREQUISITE_BATCH_SIZE,
     prerequisite_seconds,
-    prerequisites,
     stand_ins,
 )
 from hpo.estimate.steps import (
@@ -132,6 +131,7 @@ def probe_dataset(
         num_threads: CPU threads to train with (default: torch's setting).
         max_step_seconds: No batch size whose step is predicted slower is probed (default 1).
     """
+    from hpo.prepare import prerequisite_needs
     from trainables.batching.system_memory import process_memory_bytes
     from trainables.modes.curriculum import score_graphs
     from trainables.training.config import TrainConfig
@@ -142,7 +142,7 @@ def probe_dataset(
     data_seconds = _data_seconds(source, seed=seed)
     checkpoints = stand_ins(space, source, workdir, seed=seed)
     before_trials, vgae_step = 0.0, LinearFit(0.0, 0.0)
-    for mode, size in prerequisites(space).values():
+    for mode, size in prerequisite_needs(space).values():
         seconds, step = prerequisite_seconds(
             mode, size, space, source, workdir, seed=seed, device=device
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import statistics
 import tempfile
 import time
 import warnings
@@ -51,11 +52,9 @@ class StepTiming:
 
 
 def median(values: Any) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    """`statistics.median`, 0.0 for no values (nothing measured costs nothing)."""
+    values = list(values)
+    return statistics.median(values) if values else 0.0
 
 
 def time_steps(
