@@ -7,7 +7,16 @@ from torch_geometric.data import Batch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC
 
-from trainables.models import VGAE, graph_anomaly_scores, reconstruction_targets, vgae_loss
+from trainables.models import (
+    VGAE,
+    ReconstructionTargets,
+    anomaly_score,
+    graph_anomaly_scores,
+    graph_index,
+    graph_reconstruction_errors,
+    reconstruction_targets,
+    vgae_loss,
+)
 from trainables.modes.base import DetectionModule
 
 __all__ = ["AutoencoderModule"]
@@ -44,10 +53,19 @@ class AutoencoderModule(DetectionModule):
         return MetricCollection({"auroc": BinaryAUROC()})
 
     def training_loss(self, batch: Batch) -> Tensor:
-        targets = reconstruction_targets(
-            batch.x, batch.edge_index, vocab_size=self.model.config.vocab_size
-        )
-        return vgae_loss(self.model(batch), targets).total
+        return vgae_loss(self.model(batch), self._targets(batch)).total
 
     def attack_score(self, batch: Batch) -> Tensor:
         return graph_anomaly_scores(self.model, batch)
+
+    def validation_outputs(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """The VGAE loss and the anomaly score from one forward pass (eval mode: `z = mu`)."""
+        output, targets = self.model(batch), self._targets(batch)
+        batch_index, num_graphs = graph_index(batch)
+        errors = graph_reconstruction_errors(output, targets, batch_index, num_graphs=num_graphs)
+        return vgae_loss(output, targets).total, anomaly_score(errors)
+
+    def _targets(self, batch: Batch) -> ReconstructionTargets:
+        return reconstruction_targets(
+            batch.x, batch.edge_index, vocab_size=self.model.config.vocab_size
+        )

@@ -51,8 +51,11 @@ class DetectionModule(pl.LightningModule):
         metrics are threshold-free)."""
         raise NotImplementedError
 
-    def validation_loss(self, batch: Batch) -> Tensor:
-        return self.training_loss(batch)
+    def validation_outputs(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """`val_loss` and attack scores of a batch (eval mode, no gradients); default: the
+        training loss and `attack_score`. A mode whose two come from one forward pass overrides
+        this to run it once: validation is half the model work it would be otherwise."""
+        return self.training_loss(batch), self.attack_score(batch)
 
     # --- Lightning hooks ----------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -65,14 +68,9 @@ class DetectionModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self.log(
-            "val_loss",
-            self.validation_loss(batch),
-            on_step=False,
-            on_epoch=True,
-            batch_size=batch.num_graphs,
-        )
-        self.val_metrics.update(self.attack_score(batch), batch.y)
+        loss, score = self.validation_outputs(batch)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=batch.num_graphs)
+        self.val_metrics.update(score, batch.y)
 
     def on_validation_epoch_end(self) -> None:
         for name, value in finite(self.val_metrics.compute()).items():

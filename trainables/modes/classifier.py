@@ -13,6 +13,10 @@ from trainables.modes.base import DetectionModule
 __all__ = ["ClassifierModule", "DistillationModule"]
 
 
+def _attack_probability(logits: Tensor) -> Tensor:
+    return torch.softmax(logits, dim=1)[:, 1]
+
+
 class ClassifierModule(DetectionModule):
     """Supervised GAT: cross-entropy on graph labels, attack probability as the score.
 
@@ -40,7 +44,13 @@ class ClassifierModule(DetectionModule):
         return F.cross_entropy(self.model(batch), batch.y)
 
     def attack_score(self, batch: Batch) -> Tensor:
-        return torch.softmax(self.model(batch), dim=1)[:, 1]
+        return _attack_probability(self.model(batch))
+
+    def validation_outputs(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Plain cross-entropy (also for a distilled student) and the attack probability, from
+        one forward pass."""
+        logits = self.model(batch)
+        return F.cross_entropy(logits, batch.y), _attack_probability(logits)
 
 
 class DistillationModule(ClassifierModule):
@@ -88,6 +98,3 @@ class DistillationModule(ClassifierModule):
             temperature=self.temperature,
             alpha=self.alpha,
         )
-
-    def validation_loss(self, batch: Batch) -> Tensor:
-        return F.cross_entropy(self.model(batch), batch.y)
