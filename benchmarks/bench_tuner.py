@@ -42,8 +42,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     from trainables.batching import is_out_of_memory, memory_budget, parse_size
     from trainables.batching.frontier import Frontier
-    from trainables.batching.heaviest import HeaviestWindows
-    from trainables.batching.tuner import TunerSettings, find_frontier, largest_first
+    from trainables.batching.heaviest import HeaviestWindows, largest_first
+    from trainables.batching.tuner import TunerSettings, find_frontier
     from trainables.data import GraphSource
     from trainables.models import GATClassifier, GATConfig
     from trainables.modes import ClassifierModule

@@ -71,7 +71,7 @@ def time_steps(
     """A fit of `1 + num_steps` steps, then a validate of as many, each on a fresh module and
     (`in_budget`) inside a default `memory_budget`, as a trial's steps run. The first batch is
     `batch_size` of the largest graphs (the peak is the worst case), the others are random."""
-    from trainables.batching.tuner import largest_first
+    from trainables.batching.heaviest import largest_first
 
     start = time.perf_counter()
     measured: list[tuple[int, tuple[float, ...], float]] = []

@@ -13,6 +13,9 @@ a size, both serving exactly `size` graphs:
 
 Past the largest real batch (the whole of the longest epoch) both cycle their graphs, so the
 tuner meets a batch heavier than any real one and its search turns back there.
+
+`ProbeDataModule` serves the heaviest batch of whatever size Lightning's tuner asks for, and
+`largest_first` orders a set for `LargestFirst`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+import pytorch_lightning as pl
 
-from trainables.data.dataset import CANGraphDataset
+from trainables.data.dataset import CANGraphDataset, GraphLoader
+from trainables.data.graphs import GraphArrays
 
-__all__ = ["HeaviestWindows", "LargestFirst", "WorstBatches"]
+__all__ = ["HeaviestWindows", "LargestFirst", "ProbeDataModule", "WorstBatches", "largest_first"]
 
 
 class WorstBatches(Protocol):
@@ -105,3 +110,54 @@ class HeaviestWindows:
             digest.update(order.tobytes())
             digest.update(b"|")
         return digest.hexdigest()[:16]
+
+
+def largest_first(graphs: GraphArrays, *, limit: int | None = None) -> CANGraphDataset:
+    """The graphs sorted by nodes + edges, largest first (the `limit` largest when given)."""
+    sizes = graphs.num_nodes_per_graph + graphs.num_edges_per_graph
+    order = np.argsort(-sizes, kind="stable")[:limit]
+    return CANGraphDataset(graphs.select(order))
+
+
+class ProbeDataModule(pl.LightningDataModule):
+    """Serves the heaviest batch of `batch_size` graphs, over and over; the tuner scales the size.
+
+    Every batch the loader yields is the heaviest batch of its size, cycled to `length` graphs:
+    Lightning's search only moves on from a size smaller than what its loader holds. For a
+    training probe, validation is one single-graph batch (the tuner runs a few validation steps
+    too); for an eval probe, validation serves the heaviest batches.
+
+    Args:
+        probe: The heaviest batches (`HeaviestWindows` of a run's epochs), or a set already
+            ordered largest first (`LargestFirst`).
+        batch_size: Starting size (the tuner overwrites it).
+        for_eval: Whether the probe measures evaluation instead of training.
+        length: Graphs the loader holds (default: the probe's largest real batch).
+    """
+
+    def __init__(
+        self,
+        probe: WorstBatches | CANGraphDataset,
+        *,
+        batch_size: int,
+        for_eval: bool,
+        length: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.probe = LargestFirst(probe) if isinstance(probe, CANGraphDataset) else probe
+        self.batch_size = batch_size
+        self.for_eval = for_eval
+        self.length = len(self.probe) if length is None else length
+
+    def _served(self) -> GraphLoader:
+        batch = self.probe.batch(self.batch_size)
+        cycled = batch[np.arange(max(self.length, len(batch))) % len(batch)]
+        return GraphLoader(cycled, batch_size=self.batch_size, shuffle=False)
+
+    def train_dataloader(self) -> GraphLoader:
+        return self._served()
+
+    def val_dataloader(self) -> GraphLoader:
+        if self.for_eval:
+            return self._served()
+        return GraphLoader(self.probe.batch(1), batch_size=1)

@@ -17,6 +17,7 @@ the only factor applied. The eval maximum is probed separately (no gradients: it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import tempfile
@@ -26,26 +27,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.tuner import Tuner, batch_size_scaling
 
 from trainables.batching.frontier import Frontier
-from trainables.batching.heaviest import LargestFirst, WorstBatches
+from trainables.batching.heaviest import ProbeDataModule, WorstBatches
 from trainables.batching.oom import is_out_of_memory, release_memory
-from trainables.data.dataset import CANGraphDataset, GraphLoader
-from trainables.data.graphs import GraphArrays
+from trainables.data.dataset import CANGraphDataset
 from trainables.errors import UserError
 
-__all__ = [
-    "ProbeDataModule",
-    "TunerMode",
-    "TunerSettings",
-    "find_frontier",
-    "largest_first",
-    "probe_max_batch_size",
-    "quiet_trainer",
-]
+__all__ = ["TunerMode", "TunerSettings", "find_frontier", "probe_max_batch_size", "quiet_trainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +52,8 @@ class TunerSettings:
         mode: `binsearch` (double until OOM, then bisect; default) or `power` (double only).
         steps_per_trial: Steps run at each probed size (default 1: the probe serves the
             heaviest batch first, so one step meets the worst case).
-        init_val: First size probed (default 2).
+        init_val: First size probed (default 2; `find_frontier` starts the eval search at the
+            train maximum when that is larger).
         max_trials: Most sizes probed (default 25).
         max_val: Largest size probed (default 65536; also capped at the probe set's size).
 
@@ -82,57 +75,6 @@ class TunerSettings:
         for name in ("steps_per_trial", "init_val", "max_trials", "max_val"):
             if getattr(self, name) < 1:
                 raise UserError(f"tuner {name} must be >= 1, got {getattr(self, name)}")
-
-
-def largest_first(graphs: GraphArrays, *, limit: int | None = None) -> CANGraphDataset:
-    """The graphs sorted by nodes + edges, largest first (the `limit` largest when given)."""
-    sizes = graphs.num_nodes_per_graph + graphs.num_edges_per_graph
-    order = np.argsort(-sizes, kind="stable")[:limit]
-    return CANGraphDataset(graphs.select(order))
-
-
-class ProbeDataModule(pl.LightningDataModule):
-    """Serves the heaviest batch of `batch_size` graphs, over and over; the tuner scales the size.
-
-    Every batch the loader yields is the heaviest batch of its size, cycled to `length` graphs:
-    Lightning's search only moves on from a size smaller than what its loader holds. For a
-    training probe, validation is one single-graph batch (the tuner runs a few validation steps
-    too); for an eval probe, validation serves the heaviest batches.
-
-    Args:
-        probe: The heaviest batches (`HeaviestWindows` of a run's epochs), or a set already
-            ordered largest first (`LargestFirst`).
-        batch_size: Starting size (the tuner overwrites it).
-        for_eval: Whether the probe measures evaluation instead of training.
-        length: Graphs the loader holds (default: the probe's largest real batch).
-    """
-
-    def __init__(
-        self,
-        probe: WorstBatches | CANGraphDataset,
-        *,
-        batch_size: int,
-        for_eval: bool,
-        length: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.probe = LargestFirst(probe) if isinstance(probe, CANGraphDataset) else probe
-        self.batch_size = batch_size
-        self.for_eval = for_eval
-        self.length = len(self.probe) if length is None else length
-
-    def _served(self) -> GraphLoader:
-        batch = self.probe.batch(self.batch_size)
-        cycled = batch[np.arange(max(self.length, len(batch))) % len(batch)]
-        return GraphLoader(cycled, batch_size=self.batch_size, shuffle=False)
-
-    def train_dataloader(self) -> GraphLoader:
-        return self._served()
-
-    def val_dataloader(self) -> GraphLoader:
-        if self.for_eval:
-            return self._served()
-        return GraphLoader(self.probe.batch(1), batch_size=1)
 
 
 def probe_max_batch_size(
@@ -219,20 +161,34 @@ def probe_max_batch_size(
 def _lightning_sees_every_oom() -> Iterator[None]:
     """Let Lightning's search back off on every out-of-memory error `is_out_of_memory` knows.
 
-    Its loop backs off only on what its own `is_oom_error` recognises; under a CPU limit an
-    allocation outside PyTorch's allocator fails as `std::bad_alloc`, which it would treat as a
-    hard error and end the whole search. The swap is scoped to the probe and undone after.
+    Its loop backs off only on a `RuntimeError` its own `is_oom_error` recognises. Under a CPU
+    limit, an allocation outside PyTorch's allocator fails as `std::bad_alloc` (a RuntimeError
+    it does not recognise), and one in Python or NumPy (collating a batch, say) as a
+    `MemoryError` (not a RuntimeError at all): either would end the whole search as a hard error.
+    So its classifier is ours, and a `MemoryError` in a probed step reaches it as a
+    `torch.OutOfMemoryError` raised from it. Both swaps are scoped to the probe and undone after.
     """
-    original = batch_size_scaling.is_oom_error
+    original_is_oom, original_run = (
+        batch_size_scaling.is_oom_error,
+        batch_size_scaling._try_loop_run,
+    )
 
     def is_oom_error(exception: BaseException) -> bool:
         return is_out_of_memory(exception)
 
+    def try_loop_run(trainer: pl.Trainer, params: dict[str, Any]) -> None:
+        try:
+            original_run(trainer, params)
+        except MemoryError as error:
+            raise torch.OutOfMemoryError(f"out of memory in a probed step: {error!r}") from error
+
     batch_size_scaling.is_oom_error = is_oom_error
+    batch_size_scaling._try_loop_run = try_loop_run
     try:
         yield
     finally:
-        batch_size_scaling.is_oom_error = original
+        batch_size_scaling.is_oom_error = original_is_oom
+        batch_size_scaling._try_loop_run = original_run
 
 
 def _run_once(
@@ -289,8 +245,11 @@ def find_frontier(
         train_max = probe_max_batch_size(
             make_module(), train_probe, for_eval=False, settings=settings
         )
+        # A batch that trains fits without gradients too: the eval search starts there,
+        # sparing the doublings up to it (a larger first size found too heavy is bisected down).
+        eval_settings = dataclasses.replace(settings, init_val=max(settings.init_val, train_max))
         eval_max = probe_max_batch_size(
-            make_module(), eval_probe, for_eval=True, settings=settings
+            make_module(), eval_probe, for_eval=True, settings=eval_settings
         )
     finally:
         gc.unfreeze()

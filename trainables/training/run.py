@@ -42,10 +42,10 @@ from trainables.batching.frontier import (
     FrontierMemo,
     config_fingerprint,
 )
-from trainables.batching.heaviest import HeaviestWindows
+from trainables.batching.heaviest import HeaviestWindows, largest_first
 from trainables.batching.oom import is_out_of_memory, release_memory
 from trainables.batching.safety_factor import apply_safety_factor, resolve_eval_batch_size
-from trainables.batching.tuner import find_frontier, largest_first
+from trainables.batching.tuner import find_frontier
 from trainables.cli import is_interactive
 from trainables.data.cache import default_cache_dir
 from trainables.data.datamodule import CANGraphDataModule

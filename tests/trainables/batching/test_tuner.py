@@ -10,16 +10,13 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch_geometric.data import Batch
 
 from trainables.batching.budget import memory_budget
+from trainables.batching.heaviest import ProbeDataModule, largest_first
 from trainables.batching.oom import is_out_of_memory
 from trainables.batching.safety_factor import apply_safety_factor
-from trainables.batching.tuner import (
-    ProbeDataModule,
-    TunerSettings,
-    largest_first,
-    probe_max_batch_size,
-)
+from trainables.batching.tuner import TunerSettings, find_frontier, probe_max_batch_size
 from trainables.data import CANGraphDataModule, CANGraphDataset, GraphSource
 from trainables.errors import UserError
 from trainables.models import GATClassifier, GATConfig
@@ -71,6 +68,7 @@ _FRESH = "BATCH_HPO_FRESH_INTERPRETER"
 _BUDGET_BOUND = (
     "test_probe_max_batch_size_holds_under_a_real_cpu_budget",
     "test_probe_max_batch_size_budget_too_small_raises_oom",
+    "test_find_frontier_starts_the_eval_search_at_the_train_maximum",
 )
 fresh_process_only = pytest.mark.skipif(
     not os.environ.get(_FRESH), reason="runs in a fresh interpreter (test_budget_bound_tests...)"
@@ -152,6 +150,51 @@ def test_probe_max_batch_size_tries_the_whole_set_first(
     assert set(recording.sizes) == {len(probe)}
 
 
+class _NumpyHungry(ClassifierModule):
+    """Allocates 1 MiB of NumPy memory per graph in every step, as Python-side work may."""
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        np.ones(batch.num_graphs << 17)  # past the budget, NumPy raises a MemoryError
+        return super().training_loss(batch)
+
+
+def test_probe_max_batch_size_backs_off_on_a_memory_error(data: CANGraphDataModule) -> None:
+    # Lightning's search backs off on RuntimeErrors only: a MemoryError must not end it.
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    hungry = _NumpyHungry(GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab))))
+    with memory_budget(48 << 20, device=CPU):
+        found = probe_max_batch_size(hungry, probe, for_eval=False, settings=TunerSettings())
+    assert 16 <= found <= 48  # NumPy alone would take 49 MiB at 49 graphs
+
+
+@fresh_process_only
+def test_find_frontier_starts_the_eval_search_at_the_train_maximum(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # The synthetic default: enough graphs that the budget binds for evaluation too.
+    data = CANGraphDataModule(GraphSource(cache_dir=tmp_path_factory.mktemp("c")))
+    data.setup()
+    assert data.train_set is not None and data.vocab is not None
+    vocab_size = len(data.vocab)
+    made: list[_Recording] = []
+
+    def make() -> _Recording:
+        made.append(_Recording(GATClassifier(GATConfig.preset("student", vocab_size=vocab_size))))
+        return made[-1]
+
+    # One set for both searches, so that only gradients separate the two maxima.
+    probe = largest_first(data.train_set.graphs.select(data.train_set.indices()))
+    with memory_budget(24 << 20, device=CPU):
+        frontier = find_frontier(make, probe, probe, settings=TunerSettings())
+    assert frontier.train_max < frontier.eval_max < len(probe)  # both searches bind
+    train_module, eval_module = made
+    assert min(train_module.sizes) == TunerSettings().init_val
+    # Past the whole set in one batch (too heavy), the eval search starts at the train maximum.
+    assert eval_module.sizes[0] == len(probe)
+    assert min(eval_module.sizes[1:]) == frontier.train_max
+
+
 @fresh_process_only
 def test_probe_max_batch_size_budget_too_small_raises_oom(data: CANGraphDataModule) -> None:
     assert data.train_set is not None and data.vocab is not None
@@ -183,10 +226,12 @@ def test_lightning_sees_every_oom_is_scoped() -> None:
 
     from trainables.batching.tuner import _lightning_sees_every_oom
 
-    original = batch_size_scaling.is_oom_error
+    original, original_run = batch_size_scaling.is_oom_error, batch_size_scaling._try_loop_run
     bad_alloc = RuntimeError("std::bad_alloc")
     assert not original(bad_alloc)  # what Lightning alone would call a hard error
     with _lightning_sees_every_oom():
         assert batch_size_scaling.is_oom_error(bad_alloc)
+        assert batch_size_scaling._try_loop_run is not original_run
     assert batch_size_scaling.is_oom_error is original
+    assert batch_size_scaling._try_loop_run is original_run
     assert is_out_of_memory(bad_alloc)
