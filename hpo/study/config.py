@@ -1,0 +1,186 @@
+"""`StudyConfig`, everything a study depends on, and `StudyPaths`, where its files are."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from search_spaces.base import SearchSpace
+from trainables.data.source import GraphSource
+from trainables.errors import UserError
+
+__all__ = ["EXPERIMENT_NAME", "SCHEDULERS", "Scheduler", "StudyConfig", "StudyPaths"]
+
+Scheduler = Literal["none", "asha"]
+SCHEDULERS: tuple[Scheduler, ...] = ("none", "asha")
+EXPERIMENT_NAME = "trials"  # the Ray Tune experiment's folder under `ray/`
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where a study's files are, from its directory."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "study.json"
+
+    @property
+    def optuna_db(self) -> Path:
+        return self.root / "optuna.db"
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.optuna_db.resolve()}"
+
+    @property
+    def ray_storage(self) -> Path:
+        return self.root / "ray"
+
+    @property
+    def experiment(self) -> Path:
+        return self.ray_storage / EXPERIMENT_NAME
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a study depends on (the CLI's options, resolved).
+
+    Args:
+        space: The search space, with the study's overrides applied (`--epochs`, smoke).
+        study_dir: This study's directory (`<--study-dir>/<--study-name>`).
+        source: Where the graphs come from (default synthetic traffic).
+        num_samples: Trials in the study (default 8; the CLI's default is 6).
+        max_concurrent: Trials running at once (default 2).
+        memory_budget: Device-memory budget per trial in bytes; None: the default (CPU: the
+            available memory over `max_concurrent`; CUDA: `gpus_per_trial` of the GPU).
+        cpus_per_trial: CPUs Ray reserves per trial (default 1).
+        gpus_per_trial: GPUs per trial; a fraction packs trials on one GPU (default 0).
+        scheduler: `none` or `asha` (early stopping on the metric, per epoch).
+        seed: The sampler's seed and every trial's data/model seed (default 0).
+        address: A Ray cluster to join (`auto`, `ray://...`, `host:port`); None: a local one.
+        tune_batch_size: Each trial runs the batch-size tuner (default); otherwise it trains at
+            the searched batch size as it is.
+        max_failures: Retries of a trial that fails with an error (not OOM); default 1.
+        oom_feedback: Report OOM to the sampler as PRUNED (default). False is the baseline of
+            `benchmarks/bench_oom_learning.py`: the trial raises, Ray's plain `OptunaSearch`
+            marks it FAIL, and TPE ignores it.
+        warm_start: Enqueue the adaptive store's recommended safety factor as the first trial.
+        factor_store_path: The adaptive safety-factor store (default in the cache folder).
+        n_startup_trials: Random trials before TPE models the results (default 5).
+        points_to_evaluate: Configurations to try first (after the warm start), each a dict of
+            some of the space's parameters; the sampler fills in the rest.
+        mlflow_uri: The MLflow tracking store; None: `<study dir's parent>/mlflow.db`, one store
+            for every study under the same root.
+        dashboard_host: Where a local Ray instance serves its dashboard (default 127.0.0.1);
+            None for no dashboard. Ignored when joining a cluster (`address`).
+    """
+
+    space: SearchSpace
+    study_dir: Path
+    source: GraphSource = field(default_factory=GraphSource)
+    num_samples: int = 8
+    max_concurrent: int = 2
+    memory_budget: int | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    scheduler: Scheduler = "none"
+    seed: int = 0
+    address: str | None = None
+    tune_batch_size: bool = True
+    max_failures: int = 1
+    oom_feedback: bool = True
+    warm_start: bool = True
+    factor_store_path: Path | None = None
+    n_startup_trials: int = 5
+    points_to_evaluate: tuple[dict[str, Any], ...] = ()
+    mlflow_uri: str | None = None
+    dashboard_host: str | None = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        for option, value, minimum in (
+            ("--num-samples", self.num_samples, 1),
+            ("--max-concurrent", self.max_concurrent, 1),
+            ("--max-failures", self.max_failures, 0),
+            ("--n-startup-trials", self.n_startup_trials, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise UserError(f"{option} must be an integer >= {minimum}, got {value!r}")
+        if not self.cpus_per_trial > 0:
+            raise UserError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
+        if not self.gpus_per_trial >= 0:
+            raise UserError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
+        if self.scheduler not in SCHEDULERS:
+            raise UserError(
+                f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"
+            )
+        if self.memory_budget is not None and self.memory_budget <= 0:
+            raise UserError(f"--memory-budget must be > 0, got {self.memory_budget}")
+
+    @property
+    def paths(self) -> StudyPaths:
+        return StudyPaths(self.study_dir)
+
+    @property
+    def name(self) -> str:
+        return self.study_dir.name
+
+    @property
+    def tracking_uri(self) -> str:
+        from hpo.tracking import default_tracking_uri
+
+        return self.mlflow_uri or default_tracking_uri(self.study_dir.parent)
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings `study.json` keeps, to resume the study with (see `from_json`)."""
+        space = dataclasses.asdict(self.space)
+        return {
+            "space": space,
+            "source": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in dataclasses.asdict(self.source).items()
+            },
+            **{
+                f.name: (
+                    str(getattr(self, f.name))
+                    if isinstance(getattr(self, f.name), Path)
+                    else getattr(self, f.name)
+                )
+                for f in dataclasses.fields(self)
+                if f.name not in ("space", "source", "study_dir", "address", "dashboard_host")
+            },
+        }
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any], *, study_dir: Path, **changes: Any) -> StudyConfig:
+        """The config a study was started with, from its `study.json` (see `to_json`)."""
+        from search_spaces.ranges import FloatRange, IntRange
+
+        def ranged(value: Any) -> Any:
+            if isinstance(value, dict) and set(value) >= {"low", "high"}:
+                kind = FloatRange if isinstance(value["low"], float) else IntRange
+                return kind(**value)
+            return value
+
+        space_fields = {k: ranged(v) for k, v in saved["space"].items()}
+        space_fields["schedule_type"] = tuple(space_fields["schedule_type"])
+        source = dict(saved["source"])
+        for key in ("data_dir", "cache_dir"):
+            source[key] = None if source[key] is None else Path(source[key])
+        values = {k: v for k, v in saved.items() if k not in ("space", "source")}
+        values["points_to_evaluate"] = tuple(values.get("points_to_evaluate", ()))
+        if values.get("factor_store_path") is not None:
+            values["factor_store_path"] = Path(values["factor_store_path"])
+        return cls(
+            space=SearchSpace(**space_fields),
+            source=GraphSource(**source),
+            study_dir=study_dir,
+            **{**values, **changes},
+        )

@@ -1,0 +1,152 @@
+"""`run_study`: claim the study directory, prepare once, run the trials, summarise."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from hpo.study.config import StudyConfig
+from hpo.study.tuner import ray_tuner
+from trainables.errors import UserError
+
+__all__ = ["run_study"]
+
+logger = logging.getLogger("hpo.run")
+
+
+def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) the study; return its summary (also written to `summary.json`).
+
+    Raises:
+        UserError: Bad settings, a study directory that exists without `resume`, or nothing to
+            resume.
+    """
+    import ray
+
+    # Ray's newer console output prints a table per experiment even at verbose=0; the legacy
+    # reporter is silent at 0.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # An OOM trial without an earlier value reports the worst value (-inf) on purpose; Ray's
+    # TensorBoard logger warns about each one.
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
+    config = _with_absolute_paths(config)
+    paths = config.paths
+    from hpo.prepare import prepare_data, prepare_prerequisites
+    from hpo.tracking import StudyTracker, check_tracking_uri
+
+    if not resume:
+        _check_new(config)
+    check_tracking_uri(config.tracking_uri)
+    # Data and resources first: a bad --data-dir or --gpus-per-trial is an error before the
+    # study directory exists.
+    prepare_data(config.source, seed=config.seed)
+    started_ray = False
+    if not ray.is_initialized():
+        from hpo.monitoring import init_ray
+
+        init_ray(config.address, dashboard_host=config.dashboard_host)
+        started_ray = True
+    try:
+        _check_resources(config)
+        _claim(config, resume=resume)
+        StudyTracker(config.tracking_uri, config, resume=resume)  # the study's parent run
+        prerequisites = prepare_prerequisites(
+            config.space, config.source, config.study_dir, seed=config.seed
+        )
+        tuner = ray_tuner(config, prerequisites, resume=resume)
+        logger.info(
+            "study %s: %d trials of space %s, %d at a time (%s); Ray experiment %s",
+            config.name,
+            config.num_samples,
+            config.space.name,
+            config.max_concurrent,
+            "resumed" if resume else "new",
+            paths.experiment,
+        )
+        # Ray Tune's console reporter prints tables on stdout, whatever `verbose` says; the
+        # study logs its own lines (hpo.callbacks) and keeps stdout for the table or --json.
+        with contextlib.redirect_stdout(sys.stderr):
+            results = tuner.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
+    from hpo.summary import fail_orphaned_trials, summarise, write_summary
+
+    summary = summarise(config, results)
+    complete = summary["num_trials"] >= config.num_samples
+    if complete:
+        fail_orphaned_trials(config)
+    tracker = StudyTracker(config.tracking_uri, config, resume=True)
+    summary["mlflow"] = {
+        "tracking_uri": config.tracking_uri,
+        "experiment": tracker.experiment_name,
+        "parent_run_id": tracker.parent_id,
+        "registered_model": None,
+    }
+    registered = tracker.finish(summary, complete=complete)
+    summary["mlflow"]["registered_model"] = registered
+    write_summary(paths.summary, summary)
+    return summary
+
+
+def _claim(config: StudyConfig, *, resume: bool) -> None:
+    """Create the study directory (new study) or check there is one to resume."""
+    paths = config.paths
+    if resume:
+        if not paths.settings.is_file():
+            raise UserError(f"--resume: {config.study_dir} holds no study (no study.json)")
+        return
+    _check_new(config)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    tmp = paths.settings.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config.to_json(), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, paths.settings)
+
+
+def _check_new(config: StudyConfig) -> None:
+    root = config.paths.root
+    if root.exists() and any(root.iterdir()):
+        raise UserError(
+            f"--study-name {config.name}: {config.study_dir} already holds a study; pass --resume"
+            " to continue it, or another --study-name"
+        )
+
+
+def _check_resources(config: StudyConfig) -> None:
+    import ray
+
+    cluster = ray.cluster_resources()
+    for name, need in (("CPU", config.cpus_per_trial), ("GPU", config.gpus_per_trial)):
+        have = cluster.get(name, 0.0)
+        if need > have:
+            option = f"--{name.lower()}s-per-trial"
+            raise UserError(
+                f"{option} {need:g}: the Ray cluster has {have:g} {name}s in all, so no trial"
+                f" could ever start; lower {option}"
+            )
+
+
+def _with_absolute_paths(config: StudyConfig) -> StudyConfig:
+    """`config` with every path made absolute: Ray's workers run in their own working directory,
+    so a relative `--study-dir` or `--data-dir` would name nothing there."""
+
+    def absolute(path: Path | None) -> Path | None:
+        return None if path is None else Path(path).resolve()
+
+    source = dataclasses.replace(
+        config.source,
+        data_dir=absolute(config.source.data_dir),
+        cache_dir=absolute(config.source.cache_dir),
+    )
+    return dataclasses.replace(
+        config,
+        study_dir=Path(config.study_dir).resolve(),
+        source=source,
+        factor_store_path=absolute(config.factor_store_path),
+    )
