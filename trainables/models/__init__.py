@@ -40,6 +40,7 @@ from trainables.models.vgae import (
     anomaly_score,
     graph_anomaly_scores,
     graph_reconstruction_errors,
+    output_anomaly_scores,
     reconstruction_targets,
     vgae_loss,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "graph_index",
     "graph_reconstruction_errors",
     "load_weights",
+    "output_anomaly_scores",
     "reconstruction_targets",
     "split_node_features",
     "state_scores",

@@ -10,10 +10,8 @@ from torchmetrics.classification import BinaryAUROC
 from trainables.models import (
     VGAE,
     ReconstructionTargets,
-    anomaly_score,
     graph_anomaly_scores,
-    graph_index,
-    graph_reconstruction_errors,
+    output_anomaly_scores,
     reconstruction_targets,
     vgae_loss,
 )
@@ -61,9 +59,7 @@ class AutoencoderModule(DetectionModule):
     def validation_outputs(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """The VGAE loss and the anomaly score from one forward pass (eval mode: `z = mu`)."""
         output, targets = self.model(batch), self._targets(batch)
-        batch_index, num_graphs = graph_index(batch)
-        errors = graph_reconstruction_errors(output, targets, batch_index, num_graphs=num_graphs)
-        return vgae_loss(output, targets).total, anomaly_score(errors)
+        return vgae_loss(output, targets).total, output_anomaly_scores(output, targets, batch)
 
     def _targets(self, batch: Batch) -> ReconstructionTargets:
         return reconstruction_targets(

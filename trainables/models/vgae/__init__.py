@@ -13,6 +13,7 @@ from trainables.models.vgae.score import (
     anomaly_score,
     graph_anomaly_scores,
     graph_reconstruction_errors,
+    output_anomaly_scores,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "graph_anomaly_scores",
     "graph_reconstruction_errors",
     "neighbour_targets",
+    "output_anomaly_scores",
     "reconstruction_targets",
     "vgae_loss",
 ]

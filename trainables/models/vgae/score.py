@@ -19,6 +19,7 @@ __all__ = [
     "anomaly_score",
     "graph_anomaly_scores",
     "graph_reconstruction_errors",
+    "output_anomaly_scores",
 ]
 
 
@@ -91,11 +92,18 @@ def graph_anomaly_scores(model: VGAE, data: Data) -> Tensor:
     Returns:
         float `[num_graphs]`; higher means less like the training traffic.
     """
-    batch, num_graphs = graph_index(data)
     with evaluating(model):
-        output = model(data)
         targets = reconstruction_targets(
             data.x, data.edge_index, vocab_size=model.config.vocab_size
         )
-        errors = graph_reconstruction_errors(output, targets, batch, num_graphs=num_graphs)
+        return output_anomaly_scores(model(data), targets, data)
+
+
+def output_anomaly_scores(
+    output: VGAEOutput, targets: ReconstructionTargets, data: Data
+) -> Tensor:
+    """`graph_anomaly_scores` from an output already computed in eval mode (`z = mu`), e.g. the
+    one a validation step computes its loss from."""
+    batch, num_graphs = graph_index(data)
+    errors = graph_reconstruction_errors(output, targets, batch, num_graphs=num_graphs)
     return anomaly_score(errors)
