@@ -8,6 +8,7 @@ fusion a GAT, kd a teacher GAT) take their checkpoints as options or train them 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--tuner-mode", choices=("binsearch", "power"), default="binsearch")
     batch.add_argument(
+        "--tuner-tolerance",
+        type=float,
+        default=None,
+        help="binsearch stops once its largest fitting and smallest failing sizes are within "
+        "this fraction of each other (default 0.03; 0 bisects to one graph)",
+    )
+    batch.add_argument(
         "--frontier-memo",
         type=Path,
         default=None,
@@ -160,6 +168,9 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     from trainables.batching.tuner import TunerSettings
     from trainables.training import BatchTuning, TrainConfig
 
+    tuner = TunerSettings(mode=args.tuner_mode)
+    if args.tuner_tolerance is not None:
+        tuner = dataclasses.replace(tuner, tolerance=args.tuner_tolerance)
     batching = BatchTuning(
         tune=args.tune_batch_size,
         memory_budget=None
@@ -168,7 +179,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         safety_factor=_safety_factor(args.safety_factor),
         eval_multiplier=args.eval_multiplier,
         schedule=ConstantSchedule() if args.schedule is None else parse_schedule(args.schedule),
-        tuner=TunerSettings(mode=args.tuner_mode),
+        tuner=tuner,
         memo_path=args.frontier_memo,
     )
 

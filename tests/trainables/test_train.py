@@ -72,6 +72,10 @@ def test_train_json_output_and_one_line_per_epoch(tmp_path: Path) -> None:
         (["--mode", "magic"], "invalid choice: 'magic'"),
         (["--mode", "normal", "--size", "huge"], "invalid choice: 'huge'"),
         (["--mode", "kd", "--teacher", "/no/such/run"], "checkpoint /no/such/run: no such file"),
+        (
+            ["--mode", "normal", "--tune-batch-size", "--tuner-tolerance", "1.5"],
+            "--tuner-tolerance must be in [0, 1), got 1.5",
+        ),
     ],
 )
 def test_train_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) -> None:

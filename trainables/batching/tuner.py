@@ -12,6 +12,12 @@ decide whether its answer holds for a whole run, and both are fixed here:
 
 Its `margin` (a hidden 5% reduction in binsearch mode) is set to 0: the trial's safety factor is
 the only factor applied. The eval maximum is probed separately (no gradients: it is larger).
+
+Its binsearch bisects down to one graph; near the maximum every probed step costs about a
+training step of the run. Here it stops once the largest size that ran and the smallest that ran
+out of memory are within `TunerSettings.tolerance` of each other: sizes between them are answered
+as too large without running, so the answer is always a size that ran, at most `tolerance` below
+what the full bisection would return.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ class TunerSettings:
             train maximum when that is larger).
         max_trials: Most sizes probed (default 25).
         max_val: Largest size probed (default 65536; also capped at the probe set's size).
+        tolerance: The binsearch stops once the gap between the largest size that ran and the
+            smallest that ran out of memory is at most this fraction of the former (default
+            0.03; 0 bisects down to one graph, as Lightning does).
 
     Example:
         >>> TunerSettings(mode="power").margin
@@ -67,11 +76,14 @@ class TunerSettings:
     init_val: int = 2
     max_trials: int = 25
     max_val: int = 1 << 16
+    tolerance: float = 0.03
     margin: float = 0.0  # never a hidden second safety factor
 
     def __post_init__(self) -> None:
         if self.mode not in ("power", "binsearch"):
             raise UserError(f"--tuner-mode must be power or binsearch, got {self.mode!r}")
+        if not 0.0 <= self.tolerance < 1.0:
+            raise UserError(f"--tuner-tolerance must be in [0, 1), got {self.tolerance}")
         for name in ("steps_per_trial", "init_val", "max_trials", "max_val"):
             if getattr(self, name) < 1:
                 raise UserError(f"tuner {name} must be >= 1, got {getattr(self, name)}")
@@ -106,6 +118,7 @@ def probe_max_batch_size(
         raise UserError("cannot tune a batch size on an empty dataset")
     num_graphs = len(dataset)
     max_val = min(settings.max_val, 2 * num_graphs + 2)
+    bracket = _Bracket(settings.tolerance)
     with tempfile.TemporaryDirectory(prefix="batch-probe-") as root, warnings.catch_warnings():
         # A probe set of the largest graphs may hold one class only: metrics warn, and their
         # values are not what a probe is for.
@@ -121,6 +134,7 @@ def probe_max_batch_size(
             except Exception as error:
                 if not is_out_of_memory(error):
                     raise
+                bracket.record(num_graphs, fitted=False)
                 release_memory()
             else:
                 logger.debug("tuner: the whole probe set (%d graphs) fits one batch", num_graphs)
@@ -130,7 +144,7 @@ def probe_max_batch_size(
         trainer = quiet_trainer(root)
         init_val = min(settings.init_val, num_graphs)
         probe = ProbeDataModule(dataset, batch_size=init_val, for_eval=for_eval, length=max_val)
-        with _lightning_sees_every_oom():
+        with _search_hooks(probe, bracket):
             found = Tuner(trainer).scale_batch_size(
                 module,
                 datamodule=probe,
@@ -157,16 +171,55 @@ def probe_max_batch_size(
     return size
 
 
-@contextlib.contextmanager
-def _lightning_sees_every_oom() -> Iterator[None]:
-    """Let Lightning's search back off on every out-of-memory error `is_out_of_memory` knows.
+class _Bracket:
+    """What a search has learnt: the largest size that ran and the smallest that ran out of memory.
 
-    Its loop backs off only on a `RuntimeError` its own `is_oom_error` recognises. Under a CPU
-    limit, an allocation outside PyTorch's allocator fails as `std::bad_alloc` (a RuntimeError
-    it does not recognise), and one in Python or NumPy (collating a batch, say) as a
-    `MemoryError` (not a RuntimeError at all): either would end the whole search as a hard error.
-    So its classifier is ours, and a `MemoryError` in a probed step reaches it as a
-    `torch.OutOfMemoryError` raised from it. Both swaps are scoped to the probe and undone after.
+    A size at or past one that ran out of memory needs no step (a heavier batch of the same
+    graphs fails too), and neither does a size past the largest that ran once the two are within
+    `tolerance` of each other: the search may stop there.
+    """
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.fitted = 0
+        self.failed: int | None = None
+
+    def record(self, size: int, *, fitted: bool) -> None:
+        if fitted:
+            self.fitted = max(self.fitted, size)
+        else:
+            self.failed = size if self.failed is None else min(self.failed, size)
+
+    def settled(self, size: int) -> bool:
+        """Whether `size` is known to fail, or past what the search still needs to run."""
+        if self.failed is None:
+            return False
+        if size >= self.failed:
+            return True
+        gap = self.failed - self.fitted
+        return 0 < self.fitted < size and gap <= self.tolerance * self.fitted
+
+
+class _Settled(RuntimeError):
+    """A probed size answered without running: at or past one that failed, or within the
+    tolerance above the largest that ran. Lightning's search backs off from it as from an OOM."""
+
+
+@contextlib.contextmanager
+def _search_hooks(probe: ProbeDataModule, bracket: _Bracket) -> Iterator[None]:
+    """Lightning's search, seeing every out-of-memory error and stopping within the tolerance.
+
+    - Its loop backs off only on a `RuntimeError` its own `is_oom_error` recognises. Under a CPU
+      limit, an allocation outside PyTorch's allocator fails as `std::bad_alloc` (a RuntimeError
+      it does not recognise), and one in Python or NumPy (collating a batch, say) as a
+      `MemoryError` (not a RuntimeError at all): either would end the whole search as a hard
+      error. So its classifier is ours, and a `MemoryError` in a probed step reaches it as a
+      `torch.OutOfMemoryError` raised from it.
+    - Each probed size's outcome goes into `bracket`; a size it has settled is not run but
+      raises `_Settled`, which the search takes for an OOM: it bisects down to the largest size
+      that ran in a few steps that run nothing.
+
+    Both swaps are scoped to the probe and undone after.
     """
     original_is_oom, original_run = (
         batch_size_scaling.is_oom_error,
@@ -174,13 +227,22 @@ def _lightning_sees_every_oom() -> Iterator[None]:
     )
 
     def is_oom_error(exception: BaseException) -> bool:
-        return is_out_of_memory(exception)
+        return isinstance(exception, _Settled) or is_out_of_memory(exception)
 
     def try_loop_run(trainer: pl.Trainer, params: dict[str, Any]) -> None:
+        size = probe.batch_size
+        if bracket.settled(size):
+            raise _Settled(f"batch size {size} is settled: the search stops below it")
         try:
             original_run(trainer, params)
         except MemoryError as error:
+            bracket.record(size, fitted=False)
             raise torch.OutOfMemoryError(f"out of memory in a probed step: {error!r}") from error
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                bracket.record(size, fitted=False)
+            raise
+        bracket.record(size, fitted=True)
 
     batch_size_scaling.is_oom_error = is_oom_error
     batch_size_scaling._try_loop_run = try_loop_run

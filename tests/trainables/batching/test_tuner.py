@@ -221,17 +221,74 @@ def test_tuner_settings_validate(kwargs: dict[str, object], message: str, tmp_pa
     assert TunerSettings().margin == 0.0  # never Lightning's hidden 5% second factor
 
 
-def test_lightning_sees_every_oom_is_scoped() -> None:
+def test_search_hooks_see_every_oom_and_are_scoped(data: CANGraphDataModule) -> None:
     from pytorch_lightning.tuner import batch_size_scaling
 
-    from trainables.batching.tuner import _lightning_sees_every_oom
+    from trainables.batching.tuner import _Bracket, _search_hooks, _Settled
 
+    assert data.val_set is not None
+    probe = ProbeDataModule(largest_first(data.val_set.graphs), batch_size=2, for_eval=True)
     original, original_run = batch_size_scaling.is_oom_error, batch_size_scaling._try_loop_run
     bad_alloc = RuntimeError("std::bad_alloc")
     assert not original(bad_alloc)  # what Lightning alone would call a hard error
-    with _lightning_sees_every_oom():
+    with _search_hooks(probe, _Bracket(0.0)):
         assert batch_size_scaling.is_oom_error(bad_alloc)
+        assert batch_size_scaling.is_oom_error(_Settled("settled"))
         assert batch_size_scaling._try_loop_run is not original_run
     assert batch_size_scaling.is_oom_error is original
     assert batch_size_scaling._try_loop_run is original_run
     assert is_out_of_memory(bad_alloc)
+
+
+def test_bracket_settles_sizes_known_to_fail_and_within_the_tolerance() -> None:
+    from trainables.batching.tuner import _Bracket
+
+    bracket = _Bracket(0.05)
+    assert not bracket.settled(10**6)  # nothing known yet: every size runs
+    bracket.record(300, fitted=False)
+    assert bracket.settled(300) and bracket.settled(400)  # at or past a failure
+    assert not bracket.settled(150)  # nothing has run: the search must go on
+    bracket.record(256, fitted=True)
+    assert not bracket.settled(280)  # a gap of 44 > 5% of 256
+    bracket.record(270, fitted=True)
+    bracket.record(280, fitted=False)
+    assert bracket.settled(275)  # a gap of 10 <= 5% of 270: stop
+    assert not bracket.settled(270) and not bracket.settled(200)  # what ran stays runnable
+
+
+class _Ceiling(_Recording):
+    """Runs out of memory on any training batch of more than 100 graphs, as a budget would."""
+
+    ceiling = 100
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        if batch.num_graphs > self.ceiling:
+            raise torch.OutOfMemoryError(f"{batch.num_graphs} graphs > {self.ceiling}")
+        return super().training_loss(batch)
+
+
+def _search(data: CANGraphDataModule, tolerance: float) -> tuple[int, list[int]]:
+    """The size a binsearch with `tolerance` finds under `_Ceiling`, and the sizes it ran."""
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    assert len(probe) > _Ceiling.ceiling  # the whole set does not fit: the search runs
+    ceiling = _Ceiling(GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab))))
+    settings = TunerSettings(tolerance=tolerance)
+    found = probe_max_batch_size(ceiling, probe, for_eval=False, settings=settings)
+    # Training steps that got as far as the model (a training probe validates one graph).
+    return found, [size for size in ceiling.sizes if size > 1]
+
+
+@pytest.mark.parametrize("tolerance", [0.05, 0.2])
+def test_binsearch_stops_within_its_tolerance_on_a_size_that_ran(
+    data: CANGraphDataModule, tolerance: float
+) -> None:
+    exact, exact_ran = _search(data, 0.0)
+    assert exact == _Ceiling.ceiling  # Lightning's full bisection, to one graph
+    found, ran = _search(data, tolerance)
+    assert (1 - tolerance) * exact <= found <= exact
+    assert found in ran  # the answer is a size that ran, never one claimed without a step
+    # Once the answer and the smallest failure are within the tolerance, nothing more runs.
+    smallest_failure = min(size for size in ran if size > found)
+    assert smallest_failure - found <= tolerance * found
+    assert len(set(ran)) < len(set(exact_ran))
