@@ -19,11 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.estimate.arithmetic import LinearFit, fit_line, steps_seconds
-from hpo.estimate.prerequisites import (
-    PREREQUISITE_BATCH_SIZE,
-    prerequisite_seconds,
-    stand_ins,
-)
+from hpo.estimate.prerequisites import prerequisite_seconds, stand_ins
 from hpo.estimate.steps import (
     Device,
     StepBenchmark,
@@ -133,7 +129,7 @@ def probe_dataset(
     """
     from hpo.prepare import prerequisite_needs
     from trainables.batching.system_memory import process_memory_bytes
-    from trainables.modes.curriculum import score_graphs
+    from trainables.modes.curriculum import SCORING_BATCH_SIZE, score_graphs
     from trainables.training.config import TrainConfig
     from trainables.training.prerequisites import load_vgae, module_factory
     from trainables.training.run import eval_probe_set, train_probe_set
@@ -169,12 +165,10 @@ def probe_dataset(
         train, val = datamodule.train_set, datamodule.val_set
         if space.mode == "curriculum":  # as a trial: its VGAE (a stand-in) scores the graphs
             vgae = load_vgae(config, len(datamodule.vocab), workdir, {})
-            datamodule.set_difficulty(
-                score_graphs(vgae, train, batch_size=datamodule.eval_batch_size)
-            )
+            datamodule.set_difficulty(score_graphs(vgae, train))
         # curriculum and fusion: the VGAE scores the training graphs (before the tuner; fusion:
         # at every fit, a trial's and the tuner's two).
-        scoring = steps_seconds(len(train), PREREQUISITE_BATCH_SIZE, vgae_step)
+        scoring = steps_seconds(len(train), SCORING_BATCH_SIZE, vgae_step)
         setup = time.perf_counter() - tick + (scoring if space.mode == "curriculum" else 0.0)
         # The tuner's own probe sets: the heaviest windows of the epochs' orders, and every
         # evaluation graph largest first.

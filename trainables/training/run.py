@@ -45,6 +45,7 @@ from trainables.batching.frontier import (
 from trainables.batching.heaviest import HeaviestWindows, largest_first
 from trainables.batching.oom import is_out_of_memory, release_memory
 from trainables.batching.safety_factor import apply_safety_factor, resolve_eval_batch_size
+from trainables.batching.system_memory import fix_malloc_thresholds
 from trainables.batching.tuner import find_frontier
 from trainables.cli import is_interactive
 from trainables.data.cache import default_cache_dir
@@ -87,6 +88,14 @@ def run_training(
     size = config.resolved_size
     run_dir = run_dir or new_run_dir(config.out_dir, f"{config.mode}-{size}")
     logger.info("run %s: mode %s, size %s, %d epochs", run_dir, config.mode, size, config.epochs)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if config.batching.uses_budget and device.type == "cpu":
+        # Fixed before the data work, not only when the budget starts: the blocks that loading
+        # and curriculum's VGAE scoring free would otherwise stay in the heap, counted in the
+        # budget's baseline and reused without growing it. On hcrl_sa at 96 MiB that loosened
+        # the budget enough that tuned maxima ranged 252-368 run to run, and one run ran out of
+        # memory in training at a size its tuner had passed (232-236 with this).
+        fix_malloc_thresholds()
     pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
     datamodule.setup("fit")
@@ -103,15 +112,12 @@ def run_training(
 
         assert isinstance(datamodule, CurriculumDataModule)
         vgae = load_vgae(config, vocab_size, run_dir, prerequisites)
-        datamodule.set_difficulty(
-            score_graphs(vgae, datamodule.train_set, batch_size=datamodule.eval_batch_size)
-        )
+        datamodule.set_difficulty(score_graphs(vgae, datamodule.train_set))
     make_module = module_factory(config, vocab_size, run_dir, prerequisites)
     pl.seed_everything(config.seed, verbose=False)
     module = make_module()
 
     batching = config.batching
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     factor = _safety_factor(config, device) if batching.tune else None
     stage = StageTracker("tuner" if batching.tune else "train")
     history = EpochHistory()
