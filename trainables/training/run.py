@@ -93,8 +93,8 @@ def run_training(
         # Fixed before the data work, not only when the budget starts: the blocks that loading
         # and curriculum's VGAE scoring free would otherwise stay in the heap, counted in the
         # budget's baseline and reused without growing it. On hcrl_sa at 96 MiB that loosened
-        # the budget enough that tuned maxima ranged 252-368 run to run, and one run ran out of
-        # memory in training at a size its tuner had passed (232-236 with this).
+        # the budget enough that tuned maxima ranged 252-368 run to run, and two runs ran out of
+        # memory in training at sizes their tuners had passed (232-236 with this).
         fix_malloc_thresholds()
     pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
