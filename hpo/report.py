@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.tracking.store import default_tracking_uri
 from trainables.cli import configure_logging, run_cli
 from trainables.errors import UserError
 
@@ -319,13 +320,6 @@ def _cell(value: Any, spec: str = "{}") -> str:
     return str(value)
 
 
-def _default_tracking_uri(study_dir: Path) -> str:
-    # `hpo.tracking.default_tracking_uri`'s store; that module imports Ray Tune, which would
-    # make a report's "no store here" error take seconds. tests/hpo/test_report.py keeps the two
-    # the same.
-    return f"sqlite:///{(study_dir / 'mlflow.db').resolve()}"
-
-
 def _check_tracking_uri(uri: str) -> None:
     """Fail fast on a store that is not there: MLflow would create an empty SQLite database,
     or retry an unreachable server for minutes."""
@@ -388,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     if args.top < 1:
         raise UserError(f"--top must be an integer >= 1, got {args.top}")
-    uri = args.mlflow_uri or _default_tracking_uri(args.study_dir)
+    uri = args.mlflow_uri or default_tracking_uri(args.study_dir)
     _check_tracking_uri(uri)
     from mlflow import MlflowClient
 

@@ -1,34 +1,14 @@
-"""MLflow tracking of a study: one store, one experiment per space, a parent run per study and a
-child run per trial. Only the driver writes (a Ray Tune callback), so parallel trials never write
-to a SQLite store at once.
-
-Layout (what `hpo.report` reads back):
-
-- experiment `hpo-<space>`;
-- parent run (name: the study's name), tags `hpo.role=study`, `hpo.study`, `hpo.space`,
-  `hpo.metric`, `hpo.direction` and the study tags (`space`, `mode`, `dataset`, `model_size`,
-  `seed`, `device_type`, `memory_budget`); params: the fixed values and the study's settings;
-  artifacts: `summary.json` and `plots/`;
-- child run per trial (name `trial-<id>`), tags `mlflow.parentRunId`, `hpo.role=trial`,
-  `hpo.study`, `hpo.trial_id`, the study tags, `state` (`complete`, `pruned-oom`, `failed`), `oom`
-  (`true`/`false`), `oom_stage` (empty when none); params: every searched and fixed value plus
-  `applied_train_batch_size`, `eval_batch_size`, `tuned_max_batch_size`; metrics per epoch (step
-  = epoch): `train_loss`, the `val_*` values, `train_batch_size`, `graphs_per_second`,
-  `peak_memory_bytes`; artifacts: `config.json`, `metrics.json` and `model/` (`model.pt` and its
-  `config.json`);
-- the best trial's `model/` registered as `<space>-<dataset>`, one new version per study.
-"""
+"""`StudyTracker` writes one study to MLflow; `MlflowTrialLogger` is the Ray Tune callback (on
+the driver) that feeds it, so parallel trials never write to a SQLite store at once. The layout
+they write is `hpo.tracking`'s."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
-import sqlite3
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,107 +16,17 @@ from ray.tune import Callback
 
 from hpo.searcher import OOM_STAGE_KEY, is_oom_result
 from hpo.summary import finite
-from trainables.errors import UserError
+from hpo.tracking.store import artifact_location, client, experiment_name, quiet_mlflow
 
 if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
-
     from hpo.study import StudyConfig
 
-__all__ = [
-    "MlflowTrialLogger",
-    "StudyTracker",
-    "check_tracking_uri",
-    "default_tracking_uri",
-    "experiment_name",
-    "ui_command",
-]
+__all__ = ["MlflowTrialLogger", "StudyTracker"]
 
 logger = logging.getLogger("hpo.run")
 
 _EPOCH_METRICS = ("train_batch_size", "graphs_per_second", "peak_memory_bytes", "epoch_seconds")
 _APPLIED = ("applied_train_batch_size", "eval_batch_size", "tuned_max_batch_size")
-
-
-def default_tracking_uri(study_root: Path) -> str:
-    """The project's one store: `<study root>/mlflow.db` (artifacts beside it, `mlartifacts`)."""
-    return f"sqlite:///{(study_root / 'mlflow.db').resolve()}"
-
-
-def experiment_name(space: str) -> str:
-    return f"hpo-{space}"
-
-
-def ui_command(uri: str) -> str:
-    """How to browse the store: the exact `mlflow ui` command, or the server's address."""
-    if uri.startswith(("http://", "https://")):
-        return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}"
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///") or ".")
-
-
-def _artifact_location(uri: str, space: str) -> str | None:
-    """Artifacts of a SQLite store go beside it (MLflow would use the working directory)."""
-    db = _sqlite_path(uri)
-    if db is None:
-        return None  # a server or a file store decides
-    return (db.parent / "mlartifacts" / experiment_name(space)).resolve().as_uri()
-
-
-def check_tracking_uri(uri: str) -> None:
-    """Fail fast, before any training, when the store cannot be reached or written.
-
-    Raises:
-        UserError: Naming the URI and what is wrong.
-    """
-    where = f"--mlflow-uri {uri}"
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
-                if response.status != 200:
-                    raise UserError(f"{where}: the tracking server answered {response.status}")
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise UserError(
-                f"{where}: the tracking server cannot be reached ({err}); start it (e.g. "
-                "`mlflow server --host 127.0.0.1 --port 5000`) or leave --mlflow-uri out for the"
-                " local store"
-            ) from None
-        return
-    db = _sqlite_path(uri)
-    if db is not None:
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(db) as connection:  # creates it if needed: a real write
-                connection.execute("CREATE TABLE IF NOT EXISTS _hpo_write_check (x INTEGER)")
-                connection.execute("DROP TABLE _hpo_write_check")
-        except (OSError, sqlite3.Error) as err:
-            raise UserError(f"{where}: cannot write the SQLite store at {db} ({err})") from None
-    elif not uri.startswith(("file:", "/", "databricks")) and "://" not in uri:
-        raise UserError(
-            f"{where}: not a tracking URI; give sqlite:///PATH, http://HOST:PORT or a folder"
-        )
-    _quiet_mlflow()
-    try:
-        _client(uri).search_experiments(max_results=1)
-    except Exception as err:  # MLflow raises many kinds; all mean "unusable"
-        raise UserError(f"{where}: the tracking store cannot be used ({err})") from None
-
-
-def _quiet_mlflow() -> None:
-    # A new SQLite store runs its schema migrations with one INFO line each.
-    for name in ("alembic", "mlflow.store.db.utils"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _client(uri: str) -> MlflowClient:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _param(value: Any) -> str:
@@ -155,10 +45,10 @@ class StudyTracker:
     def __init__(self, uri: str, config: StudyConfig, *, resume: bool = False) -> None:
         from mlflow.entities import RunStatus
 
-        _quiet_mlflow()
+        quiet_mlflow()
         self.uri = uri
         self.config = config
-        self.client = _client(uri)
+        self.client = client(uri)
         space = config.space
         name = self.experiment_name = experiment_name(space.name)
         experiment = self.client.get_experiment_by_name(name)
@@ -166,7 +56,7 @@ class StudyTracker:
             experiment.experiment_id
             if experiment is not None
             else self.client.create_experiment(
-                name, artifact_location=_artifact_location(uri, space.name)
+                name, artifact_location=artifact_location(uri, space.name)
             )
         )
         self.study_tags = {

@@ -1,0 +1,107 @@
+"""Where a study's MLflow store is, and whether it can be used: no Ray or MLflow import until a
+store is checked (`hpo.report` reads these too, and its errors must come fast)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainables.errors import UserError
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+__all__ = [
+    "artifact_location",
+    "check_tracking_uri",
+    "client",
+    "default_tracking_uri",
+    "experiment_name",
+    "quiet_mlflow",
+    "ui_command",
+]
+
+
+def default_tracking_uri(study_root: Path) -> str:
+    """The project's one store: `<study root>/mlflow.db` (artifacts beside it, `mlartifacts`)."""
+    return f"sqlite:///{(study_root / 'mlflow.db').resolve()}"
+
+
+def experiment_name(space: str) -> str:
+    return f"hpo-{space}"
+
+
+def ui_command(uri: str) -> str:
+    """How to browse the store: the exact `mlflow ui` command, or the server's address."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///") or ".")
+
+
+def artifact_location(uri: str, space: str) -> str | None:
+    """Artifacts of a SQLite store go beside it (MLflow would use the working directory)."""
+    db = _sqlite_path(uri)
+    if db is None:
+        return None  # a server or a file store decides
+    return (db.parent / "mlartifacts" / experiment_name(space)).resolve().as_uri()
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast, before any training, when the store cannot be reached or written.
+
+    Raises:
+        UserError: Naming the URI and what is wrong.
+    """
+    where = f"--mlflow-uri {uri}"
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+                if response.status != 200:
+                    raise UserError(f"{where}: the tracking server answered {response.status}")
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise UserError(
+                f"{where}: the tracking server cannot be reached ({err}); start it (e.g. "
+                "`mlflow server --host 127.0.0.1 --port 5000`) or leave --mlflow-uri out for the"
+                " local store"
+            ) from None
+        return
+    db = _sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(db) as connection:  # creates it if needed: a real write
+                connection.execute("CREATE TABLE IF NOT EXISTS _hpo_write_check (x INTEGER)")
+                connection.execute("DROP TABLE _hpo_write_check")
+        except (OSError, sqlite3.Error) as err:
+            raise UserError(f"{where}: cannot write the SQLite store at {db} ({err})") from None
+    elif not uri.startswith(("file:", "/", "databricks")) and "://" not in uri:
+        raise UserError(
+            f"{where}: not a tracking URI; give sqlite:///PATH, http://HOST:PORT or a folder"
+        )
+    quiet_mlflow()
+    try:
+        client(uri).search_experiments(max_results=1)
+    except Exception as err:  # MLflow raises many kinds; all mean "unusable"
+        raise UserError(f"{where}: the tracking store cannot be used ({err})") from None
+
+
+def quiet_mlflow() -> None:
+    # A new SQLite store runs its schema migrations with one INFO line each.
+    for name in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def client(uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
