@@ -180,8 +180,8 @@ def max_epoch_size(labels: np.ndarray, *, end_ratio: float = 10.0) -> int:
 SCORING_BATCH_SIZE = 64
 """Graphs `score_graphs` runs at once by default. A graph's score does not depend on how graphs are
 batched, and the VGAE's dense neighbour logits grow with nodes x vocabulary: scoring runs before a
-trial's memory budget starts, so its batch is kept small. hcrl_sa's 7,493 training graphs on CPU:
-one batch of them took 9.1 GiB and 13.5 s; 64 at a time, 0.8 GiB and 3.8 s."""
+trial's memory budget starts, so its batch is kept small. hcrl_sa's 7,493 training graphs on CPU
+(`benchmarks/bench_scoring.py`): 8192 a batch took 9.1 GiB and 18 s; 64, 0.8 GiB and 5 s."""
 
 
 def score_graphs(
