@@ -83,7 +83,9 @@ def estimate_study(
         gpu_memory_bytes=gpu_memory_bytes,
     )
     threads = max(1, int(config.cpus_per_trial)) if device == "cpu" else None
-    sources = list(sources) or [config.source]
+    # Absolute, as `run_study` makes them: the dry study's Ray workers run in their own folder.
+    config = dataclasses.replace(config, source=config.source.absolute())
+    sources = [source.absolute() for source in sources] or [config.source]
     spaces = [
         config.space.with_overrides(dataset=s.dataset_name, window=s.window) for s in sources
     ]

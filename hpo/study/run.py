@@ -136,17 +136,10 @@ def _with_absolute_paths(config: StudyConfig) -> StudyConfig:
     """`config` with every path made absolute: Ray's workers run in their own working directory,
     so a relative `--study-dir` or `--data-dir` would name nothing there."""
 
-    def absolute(path: Path | None) -> Path | None:
-        return None if path is None else Path(path).resolve()
-
-    source = dataclasses.replace(
-        config.source,
-        data_dir=absolute(config.source.data_dir),
-        cache_dir=absolute(config.source.cache_dir),
-    )
+    store = config.factor_store_path
     return dataclasses.replace(
         config,
         study_dir=Path(config.study_dir).resolve(),
-        source=source,
-        factor_store_path=absolute(config.factor_store_path),
+        source=config.source.absolute(),
+        factor_store_path=None if store is None else Path(store).resolve(),
     )

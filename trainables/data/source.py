@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,15 @@ class GraphSource:
     @property
     def is_synthetic(self) -> bool:
         return self.data_dir is None
+
+    def absolute(self) -> GraphSource:
+        """This source with its folders made absolute, for a process in another working
+        directory (a Ray worker runs in its own)."""
+        return replace(
+            self,
+            data_dir=None if self.data_dir is None else Path(self.data_dir).resolve(),
+            cache_dir=None if self.cache_dir is None else Path(self.cache_dir).resolve(),
+        )
 
     @property
     def dataset_name(self) -> str:

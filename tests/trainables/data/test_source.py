@@ -140,3 +140,21 @@ def test_load_split_synthetic_default_is_deterministic_and_cached(tmp_path: Path
     np.testing.assert_array_equal(fresh.graphs.x, train.graphs.x)
     other = load_split(GraphSource(num_messages=30_000, seed=1, use_cache=False), "train")
     assert not np.array_equal(other.graphs.y, train.graphs.y)
+
+
+def test_absolute_source_loads_from_another_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ray worker runs in a folder of its own: a relative --data-dir must be resolved first.
+    make_dataset(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    relative = GraphSource(data_dir=Path("data"), cache_dir=Path("c"))
+    source = relative.absolute()
+    assert source.data_dir == tmp_path / "data" and source.cache_dir == tmp_path / "c"
+    assert source.absolute() == source and GraphSource().absolute() == GraphSource()
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_split(source, "train").graphs.num_graphs == 20
+    with pytest.raises(UserError, match="--data-dir data: no such directory"):
+        load_split(relative, "train")
