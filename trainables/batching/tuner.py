@@ -123,10 +123,12 @@ def probe_max_batch_size(
         # A probe set of the largest graphs may hold one class only: metrics warn, and their
         # values are not what a probe is for.
         warnings.simplefilter("ignore", UserWarning)
-        if num_graphs > settings.init_val and settings.max_val >= num_graphs:
+        if settings.max_val >= num_graphs:
             # The whole set in one batch is the answer whenever it fits; trying it first spares
             # the search's doublings past it (up to 2N + 2 graphs a step), most of its time
-            # when the budget is generous. Out of memory here, the search runs as usual.
+            # when the budget is generous, and when the search would start at the whole set (an
+            # eval search from a train maximum past it) its step past it. Out of memory here,
+            # the search runs as usual, and starting there, bisects down without rerunning it.
             try:
                 _run_once(
                     module, dataset, num_graphs, for_eval=for_eval, settings=settings, root=root
@@ -158,7 +160,9 @@ def probe_max_batch_size(
             )
         found = int(found or probe.batch_size)
         size = min(found, num_graphs)
-        if size <= init_val or (found >= max_val and max_val < 2 * num_graphs + 2):
+        if size > bracket.fitted and (
+            size <= init_val or (found >= max_val and max_val < 2 * num_graphs + 2)
+        ):
             # Below its first size, or at a max_val set by the user below 2N + 2, the tuner can
             # return a size it never ran: run it now, so that a budget too small for any batch
             # surfaces as an out-of-memory error here, in the tuner stage.

@@ -348,11 +348,14 @@ def _tuned_frontier(
             settings=config.batching.tuner,
         )
 
+    start = time.perf_counter()
     frontier = memo.get_or_compute(key, compute)
     if not computed:
+        # Milliseconds, or the wait for another run that was computing the same key.
         logger.info(
-            "tuner: frontier memo hit (%s): max train batch %d, max eval batch %d",
+            "tuner: frontier memo hit (%s) in %.2f s: max train batch %d, max eval batch %d",
             memo.path,
+            time.perf_counter() - start,
             frontier.train_max,
             frontier.eval_max,
         )

@@ -150,6 +150,21 @@ def test_probe_max_batch_size_tries_the_whole_set_first(
     assert set(recording.sizes) == {len(probe)}
 
 
+@pytest.mark.parametrize("for_eval", [False, True])
+def test_probe_max_batch_size_starting_past_the_set_runs_nothing_past_it(
+    data: CANGraphDataModule, for_eval: bool
+) -> None:
+    # An eval search starts at the train maximum, which may be past the eval set: the whole set
+    # is its first and only step when it fits, not the set and then twice the set cycled.
+    assert data.val_set is not None and data.vocab is not None
+    probe = largest_first(data.val_set.graphs.select(data.val_set.indices()))
+    recording = _Recording(GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab))))
+    settings = TunerSettings(init_val=4 * len(probe))
+    found = probe_max_batch_size(recording, probe, for_eval=for_eval, settings=settings)
+    assert found == len(probe)
+    assert recording.sizes == [len(probe)]
+
+
 class _NumpyHungry(ClassifierModule):
     """Allocates 1 MiB of NumPy memory per graph in every step, as Python-side work may."""
 
@@ -292,3 +307,20 @@ def test_binsearch_stops_within_its_tolerance_on_a_size_that_ran(
     smallest_failure = min(size for size in ran if size > found)
     assert smallest_failure - found <= tolerance * found
     assert len(set(ran)) < len(set(exact_ran))
+
+
+def test_a_search_starting_past_the_set_bisects_down_without_rerunning_it(
+    data: CANGraphDataModule,
+) -> None:
+    # Too heavy as a whole, the set is not run again as the search's first size: the search
+    # knows it failed and bisects down from it.
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    assert len(probe) > _Ceiling.ceiling
+    ceiling = _Ceiling(GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab))))
+    settings = TunerSettings(init_val=4 * len(probe), tolerance=0.05)
+    found = probe_max_batch_size(ceiling, probe, for_eval=False, settings=settings)
+    assert 0.95 * _Ceiling.ceiling <= found <= _Ceiling.ceiling
+    ran = [size for size in ceiling.sizes if size > 1]
+    assert ran.count(len(probe)) == 1 and max(ran) == len(probe)
+    assert found in ran
