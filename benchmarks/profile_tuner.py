@@ -1,0 +1,106 @@
+"""Where the tuner's time goes: every probed step of one `find_frontier` call, timed.
+
+    python benchmarks/profile_tuner.py --budget 96MiB [--size student] [--epochs 5]
+        [--data-dir DIR --dataset NAME] [--json]
+
+The call `run_training` makes for curriculum mode (VGAE difficulty scores are random here: only
+batch memory matters), under a real CPU budget: the training probe is the heaviest windows of
+the run's epoch orders, the eval probe the validation set largest first (a trial adds its test
+sets). Prints each size Lightning's search ran (train, then eval), whether it fitted and its
+seconds, then the tuner's total; the whole-set first try and sizes the search settled without
+running are not steps and show only in the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--budget", default="96MiB")
+    parser.add_argument("--size", default="student")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    import logging
+
+    import numpy as np
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.tuner import batch_size_scaling
+
+    from trainables.batching import memory_budget, parse_size
+    from trainables.batching.heaviest import HeaviestWindows, largest_first
+    from trainables.batching.tuner import TunerSettings, find_frontier
+    from trainables.data import GraphSource
+    from trainables.models import GATClassifier, GATConfig
+    from trainables.modes import ClassifierModule
+    from trainables.modes.curriculum import CurriculumDataModule
+
+    logging.disable(logging.WARNING)
+    source = GraphSource(data_dir=args.data_dir, dataset=args.dataset)
+    dm = CurriculumDataModule(source, num_epochs=args.epochs, batch_size=8)
+    dm.setup()
+    assert dm.train_set is not None and dm.val_set is not None and dm.vocab is not None
+    dm.set_difficulty(np.random.default_rng(0).random(len(dm.train_set)))
+    config = GATConfig.preset(args.size, vocab_size=len(dm.vocab))
+    val = dm.val_set
+
+    steps: list[dict[str, Any]] = []
+    run_step = batch_size_scaling._try_loop_run
+
+    def timed(trainer: pl.Trainer, params: dict[str, Any]) -> None:
+        size = trainer.datamodule.batch_size  # type: ignore[attr-defined]
+        start, fitted = time.perf_counter(), False
+        try:
+            run_step(trainer, params)
+            fitted = True
+        finally:
+            steps.append({"size": size, "fitted": fitted, "seconds": time.perf_counter() - start})
+
+    batch_size_scaling._try_loop_run = timed  # the tuner's own hooks wrap this one
+    pl.seed_everything(0, verbose=False)
+    with memory_budget(parse_size(args.budget), device=torch.device("cpu")):
+        start = time.perf_counter()
+        frontier = find_frontier(
+            lambda: ClassifierModule(GATClassifier(config)),
+            HeaviestWindows(dm.train_set, dm.train_orders(args.epochs)),
+            largest_first(val.graphs.select(val.indices())),
+            settings=TunerSettings(),
+        )
+        total = time.perf_counter() - start
+    result = {
+        "budget": args.budget,
+        "train_max": frontier.train_max,
+        "eval_max": frontier.eval_max,
+        "train_graphs": len(dm.train_set),
+        "tuner_seconds": round(total, 2),
+        "step_seconds": round(sum(s["seconds"] for s in steps), 2),
+        "steps": [{**s, "seconds": round(s["seconds"], 3)} for s in steps],
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for s in steps:
+        print(f"{s['size']:>7} {'fitted' if s['fitted'] else 'OOM':>6} {s['seconds']:>8.2f} s")
+    print(
+        f"max train {frontier.train_max}, max eval {frontier.eval_max} "
+        f"({len(dm.train_set)} training graphs): tuner {total:.1f} s, "
+        f"of which {result['step_seconds']} s in the steps above"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
