@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import fresh_process
 
 EPOCHS = 2
 
@@ -63,7 +64,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             for batch in batches[1:]:
                 step(batch)
-            return {"seconds_per_step": (time.perf_counter() - start) / (len(batches) - 1)}
+            seconds = (time.perf_counter() - start) / (len(batches) - 1)
+            return {"seconds_per_step": seconds, "graphs": len(dm.train_set)}
         try:
             for _ in range(EPOCHS):
                 for batch in loader:
@@ -72,30 +74,18 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             if not is_out_of_memory(error):
                 raise
             return {"fits": False}
-    return {"fits": True, "graphs": len(dm.train_set)}
+    return {"fits": True}
 
 
 def run_child(base: list[str], **options: Any) -> dict[str, Any]:
-    argv = [sys.executable, __file__, "--child", *base]
-    for name, value in options.items():
-        argv += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    out = subprocess.run(argv, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return fresh_process.run_child(__file__, base, **options)
 
 
-def capacity(base: list[str]) -> int:
+def capacity(base: list[str], num_graphs: int) -> int:
     """Largest batch size whose epochs run under the budget (0 if none does)."""
-    first = run_child(base, fits=True, batch_size=1)
-    if not first["fits"]:
-        return 0
-    low, high = 1, first["graphs"] + 1  # `low` fits; `high` is past the training set
-    while high - low > 1:
-        mid = (low + high) // 2
-        if run_child(base, fits=True, batch_size=mid)["fits"]:
-            low = mid
-        else:
-            high = mid
-    return low
+    return fresh_process.largest_passing(
+        lambda size: run_child(base, fits=True, batch_size=size)["fits"], num_graphs
+    )
 
 
 def main() -> int:
@@ -130,7 +120,7 @@ def main() -> int:
                 "ms_per_step": round(1000 * speed["seconds_per_step"], 1),
                 "batch_size": args.batch_size,
                 "budget": args.budget,
-                "max_batch_size": capacity(base),
+                "max_batch_size": capacity(base, speed["graphs"]),
             }
         )
     if args.json:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import fresh_process
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
@@ -56,13 +57,7 @@ def main() -> int:
     data = ["--data-dir", str(args.data_dir), "--dataset", args.dataset] if args.data_dir else []
     print(f"{'batch size':>10} {'graphs':>7} {'seconds':>8} {'peak RSS MiB':>13}")
     for size in args.batch_sizes.split(","):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", "--batch-size", size, *data],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = fresh_process.run_child(__file__, data, batch_size=size)
         print(f"{r['batch_size']:>10} {r['graphs']:>7} {r['seconds']:>8} {r['peak_rss_mib']:>13}")
     return 0
 

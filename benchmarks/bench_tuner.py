@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import fresh_process
 
 METHODS = ("lightning-power", "power-x0.5", "ours")
 
@@ -117,27 +118,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_child(base: list[str], **options: Any) -> dict[str, Any]:
-    argv = [*base]
-    for name, value in options.items():
-        argv += [f"--{name.replace('_', '-')}", str(value)]
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *argv], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return fresh_process.run_child(__file__, base, **options)
 
 
 def true_maximum(base: list[str], high: int) -> int:
     """Largest batch size in [1, high] whose full run ends without OOM (0 if none does)."""
-    if not run_child(base, batch_size=high)["oom"]:
-        return high
-    low = 0  # largest size known to pass; `high` is known to fail
-    while high - low > 1:
-        mid = (low + high) // 2
-        if run_child(base, batch_size=mid)["oom"]:
-            high = mid
-        else:
-            low = mid
-    return low
+    return fresh_process.largest_passing(
+        lambda size: not run_child(base, batch_size=size)["oom"], high
+    )
 
 
 def main() -> int:
