@@ -13,6 +13,8 @@ at each budget, every measurement in a fresh process:
 - `power-x0.5`: the same, times the original code's fixed factor 0.5;
 - `ours`: this project's tuner at safety factor 1.0, probing the heaviest batches of each size
   in the orders the run's epochs train in (`HeaviestWindows`, as `run_training` does);
+- `ours-unaimed`: the same with `TunerSettings(aim=False)`: Lightning's binsearch bisecting
+  blind after its doubling, instead of the steps aimed by their measured memory;
 
 then a full training run at the applied size: did any epoch run out of memory, and the tuner's
 seconds as a share of the whole run.
@@ -29,7 +31,7 @@ from typing import Any
 
 import fresh_process
 
-METHODS = ("lightning-power", "power-x0.5", "ours")
+METHODS = ("lightning-power", "power-x0.5", "ours-unaimed", "ours")
 
 
 def child(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,14 +89,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 ).scale_batch_size(module(), datamodule=probe_dm, mode="power")
                 tuned = int(found or 1)
                 applied = tuned if args.method == "lightning-power" else max(1, tuned // 2)
-            elif args.method == "ours":
+            elif args.method in ("ours", "ours-unaimed"):
                 val = dm.val_set
                 assert val is not None
                 frontier: Frontier = find_frontier(
                     module,
                     HeaviestWindows(dm.train_set, dm.train_orders(args.epochs)),
                     largest_first(val.graphs.select(val.indices())),
-                    settings=TunerSettings(),
+                    settings=TunerSettings(aim=args.method == "ours"),
                 )
                 tuned = frontier.train_max
                 applied = tuned

@@ -1,14 +1,15 @@
 """Where the tuner's time goes: every probed step of one `find_frontier` call, timed.
 
     python benchmarks/profile_tuner.py --budget 96MiB [--size student] [--epochs 5]
-        [--data-dir DIR --dataset NAME] [--json]
+        [--data-dir DIR --dataset NAME] [--no-aim] [--json]
 
 The call `run_training` makes for curriculum mode (VGAE difficulty scores are random here: only
 batch memory matters), under a real CPU budget: the training probe is the heaviest windows of
 the run's epoch orders, the eval probe the validation set largest first (a trial adds its test
-sets). Prints each size Lightning's search ran (train, then eval), whether it fitted and its
-seconds, then the tuner's total; the whole-set first try and sizes the search settled without
-running are not steps and show only in the total.
+sets). Prints each size a step ran (train, then eval), whether it fitted, its seconds and who
+ran it (Lightning's search, or the tuner's own single steps: the whole-set first try, the aim's
+small steps and the cap it checks), then the tuner's total. `--no-aim` runs Lightning's search
+from its first size, unaimed, as a baseline.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--dataset", default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--no-aim", action="store_true", help="Lightning's search from 2, unaimed (a baseline)"
+    )
     args = parser.parse_args()
 
     import logging
@@ -40,7 +44,7 @@ def main() -> int:
     import torch
     from pytorch_lightning.tuner import batch_size_scaling
 
-    from trainables.batching import memory_budget, parse_size
+    from trainables.batching import memory_budget, parse_size, tuner
     from trainables.batching.heaviest import HeaviestWindows, largest_first
     from trainables.batching.tuner import TunerSettings, find_frontier
     from trainables.data import GraphSource
@@ -58,7 +62,7 @@ def main() -> int:
     val = dm.val_set
 
     steps: list[dict[str, Any]] = []
-    run_step = batch_size_scaling._try_loop_run
+    run_step, run_once = batch_size_scaling._try_loop_run, tuner._run_once
 
     def timed(trainer: pl.Trainer, params: dict[str, Any]) -> None:
         size = trainer.datamodule.batch_size  # type: ignore[attr-defined]
@@ -67,9 +71,20 @@ def main() -> int:
             run_step(trainer, params)
             fitted = True
         finally:
-            steps.append({"size": size, "fitted": fitted, "seconds": time.perf_counter() - start})
+            seconds = time.perf_counter() - start
+            steps.append({"size": size, "fitted": fitted, "seconds": seconds, "by": "lightning"})
+
+    def timed_once(module: Any, dataset: Any, size: int, **kwargs: Any) -> None:
+        start, fitted = time.perf_counter(), False
+        try:
+            run_once(module, dataset, size, **kwargs)
+            fitted = True
+        finally:
+            seconds = time.perf_counter() - start
+            steps.append({"size": size, "fitted": fitted, "seconds": seconds, "by": "tuner"})
 
     batch_size_scaling._try_loop_run = timed  # the tuner's own hooks wrap this one
+    tuner._run_once = timed_once
     pl.seed_everything(0, verbose=False)
     with memory_budget(parse_size(args.budget), device=torch.device("cpu")):
         start = time.perf_counter()
@@ -77,7 +92,7 @@ def main() -> int:
             lambda: ClassifierModule(GATClassifier(config)),
             HeaviestWindows(dm.train_set, dm.train_orders(args.epochs)),
             largest_first(val.graphs.select(val.indices())),
-            settings=TunerSettings(),
+            settings=TunerSettings(aim=not args.no_aim),
         )
         total = time.perf_counter() - start
     result = {
@@ -93,7 +108,8 @@ def main() -> int:
         print(json.dumps(result, indent=2))
         return 0
     for s in steps:
-        print(f"{s['size']:>7} {'fitted' if s['fitted'] else 'OOM':>6} {s['seconds']:>8.2f} s")
+        outcome = "fitted" if s["fitted"] else "OOM"
+        print(f"{s['size']:>7} {outcome:>6} {s['seconds']:>8.2f} s  ({s['by']})")
     print(
         f"max train {frontier.train_max}, max eval {frontier.eval_max} "
         f"({len(dm.train_set)} training graphs): tuner {total:.1f} s, "

@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "this fraction of each other (default 0.03; 0 bisects to one graph)",
     )
     batch.add_argument(
+        "--no-tuner-aim",
+        dest="tuner_aim",
+        action="store_false",
+        help="binsearch bisects blind after its doubling, as Lightning's does, instead of "
+        "aiming its steps by their measured peak memory",
+    )
+    batch.add_argument(
         "--frontier-memo",
         type=Path,
         default=None,
@@ -168,7 +175,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     from trainables.batching.tuner import TunerSettings
     from trainables.training import BatchTuning, TrainConfig
 
-    tuner = TunerSettings(mode=args.tuner_mode)
+    tuner = TunerSettings(mode=args.tuner_mode, aim=args.tuner_aim)
     if args.tuner_tolerance is not None:
         tuner = dataclasses.replace(tuner, tolerance=args.tuner_tolerance)
     batching = BatchTuning(

@@ -270,9 +270,18 @@ def _replay_tuner(
     import torch
 
     from trainables.batching.oom import is_out_of_memory
+    from trainables.batching.step_memory import StepMemory
     from trainables.batching.tuner import find_frontier
 
     predicted: list[float] = []
+    peak = [0]  # the most a replayed step needed since the meter's last begin
+
+    def begin() -> int:
+        peak[0] = 0
+        return 0
+
+    # The tuner aims its search by each step's peak: the replay's are the memory lines'.
+    meter = StepMemory(room_bytes=lambda: budget_bytes, begin=begin, peak=lambda: peak[0])
 
     class Replay(pl.LightningModule):
         def __init__(self) -> None:
@@ -284,7 +293,9 @@ def _replay_tuner(
             heaviness = (batch.num_nodes + batch.num_edges) / graphs / mean_sizes[is_eval]
             step = model.eval_step if is_eval else model.train_step
             predicted.append(step.at(graphs * heaviness))
-            if (model.eval_memory if is_eval else model.train_memory).at(graphs) > budget_bytes:
+            need = (model.eval_memory if is_eval else model.train_memory).at(graphs)
+            peak[0] = max(peak[0], int(need))
+            if need > budget_bytes:
                 raise RuntimeError("CUDA out of memory (replayed from the memory line)")
             return self.weight.sum() * 0.0
 
@@ -299,7 +310,7 @@ def _replay_tuner(
 
     tick = time.perf_counter()
     try:
-        find_frontier(Replay, train_probe, eval_probe, settings=settings)
+        find_frontier(Replay, train_probe, eval_probe, settings=settings, meter=meter)
     except Exception as error:  # nothing fits: the real tuner ends the trial there too
         if not is_out_of_memory(error):
             raise

@@ -107,3 +107,11 @@ def test_train_budget_too_small_for_any_batch_is_an_oom_result(tmp_path: Path) -
     run_dir = Path(payload["run_dir"])
     assert not (run_dir / "model.pt").exists()
     assert json.loads((run_dir / "metrics.json").read_text())["oom"] is True
+
+
+@pytest.mark.parametrize(("flag", "aim"), [([], True), (["--no-tuner-aim"], False)])
+def test_train_tuner_aim_is_on_unless_turned_off(flag: list[str], aim: bool) -> None:
+    from trainables.train import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["--mode", "normal", "--tune-batch-size", *flag])
+    assert _config_from_args(args).batching.tuner.aim is aim

@@ -16,6 +16,7 @@ from trainables.batching.budget import memory_budget
 from trainables.batching.heaviest import ProbeDataModule, largest_first
 from trainables.batching.oom import is_out_of_memory
 from trainables.batching.safety_factor import apply_safety_factor
+from trainables.batching.step_memory import StepMemory
 from trainables.batching.tuner import TunerSettings, find_frontier, probe_max_batch_size
 from trainables.data import CANGraphDataModule, CANGraphDataset, GraphSource
 from trainables.errors import UserError
@@ -324,3 +325,84 @@ def test_a_search_starting_past_the_set_bisects_down_without_rerunning_it(
     ran = [size for size in ceiling.sizes if size > 1]
     assert ran.count(len(probe)) == 1 and max(ran) == len(probe)
     assert found in ran
+
+
+class _LinearMemory(_Recording):
+    """Needs `PER_WEIGHT` bytes per node and edge of a training batch and runs out of memory
+    past `room` bytes, as a budget would; `peak` is the most any step needed since reset."""
+
+    PER_WEIGHT = 1000
+
+    def __init__(self, *args: object, room: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.room = room
+        self.peak = 0
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        need = self.PER_WEIGHT * int(batch.num_nodes + batch.num_edges)
+        self.peak = max(self.peak, need)
+        if need > self.room:
+            raise torch.OutOfMemoryError(f"{need} bytes > {self.room}")
+        return super().training_loss(batch)
+
+    def meter(self) -> StepMemory:
+        def begin() -> int:
+            self.peak = 0
+            return 0
+
+        return StepMemory(room_bytes=lambda: self.room, begin=begin, peak=lambda: self.peak)
+
+
+def _linear_search(
+    data: CANGraphDataModule, *, aim: bool, share: float = 0.4
+) -> tuple[int, list[int], int]:
+    """The size a search finds under `_LinearMemory` with room for the `share` lightest graphs'
+    worth of the heaviest, the sizes it ran, and the true maximum."""
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    weights = np.cumsum(probe.graph_sizes)
+    room = int(_LinearMemory.PER_WEIGHT * weights[int(share * len(probe))])
+    true_max = int(np.searchsorted(weights * _LinearMemory.PER_WEIGHT, room, side="right"))
+    model = GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab)))
+    linear = _LinearMemory(model, room=room)
+    found = probe_max_batch_size(
+        linear,
+        probe,
+        for_eval=False,
+        settings=TunerSettings(aim=aim),
+        meter=linear.meter() if aim else None,
+    )
+    return found, [size for size in linear.sizes if size > 1], true_max
+
+
+def test_an_aimed_search_settles_next_to_the_maximum_in_fewer_steps(
+    data: CANGraphDataModule,
+) -> None:
+    tolerance = TunerSettings().tolerance
+    plain, plain_ran, true_max = _linear_search(data, aim=False)
+    found, ran, _ = _linear_search(data, aim=True)
+    assert (1 - tolerance) * true_max <= found <= true_max
+    assert found in ran  # a size that ran, never one claimed without a step
+    smallest_failure = min(size for size in ran if size > found)
+    assert smallest_failure - found <= tolerance * found  # checked against a failure above it
+    # Lightning's doubling ran in both; past it, the aimed steps replace the blind bisection.
+    near = [size for size in ran if size > true_max // 2]
+    plain_near = [size for size in plain_ran if size > true_max // 2]
+    assert len(near) < len(plain_near), (ran, plain_ran)
+    assert (1 - tolerance) * true_max <= plain <= true_max
+
+
+def test_an_aimed_search_without_a_usable_line_is_lightnings_binsearch(
+    data: CANGraphDataModule,
+) -> None:
+    # A meter that sees nothing (a step adds no measurable memory): no line to aim with, so
+    # Lightning's binsearch goes on, to the same answer as unaimed.
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    blind = StepMemory(room_bytes=lambda: 1 << 30, begin=lambda: 0, peak=lambda: 0)
+    ceiling = _Ceiling(GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab))))
+    found = probe_max_batch_size(
+        ceiling, probe, for_eval=False, settings=TunerSettings(), meter=blind
+    )
+    assert 0.97 * _Ceiling.ceiling <= found <= _Ceiling.ceiling
+    assert found in ceiling.sizes
