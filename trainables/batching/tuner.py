@@ -70,9 +70,10 @@ class TunerSettings:
         tolerance: The binsearch stops once the gap between the largest size that ran and the
             smallest that ran out of memory is at most this fraction of the former (default
             0.03; 0 bisects down to one graph, as Lightning does).
-        aim: In binsearch mode under a measurable budget, start the search at the size that a
-            few small steps' memory predicts, next to the maximum (default True; see
-            `_Search._aimed_search`); False doubles up from `init_val` as Lightning does.
+        aim: In binsearch mode under a budget it can measure, replace the bisection after
+            Lightning's doubling by steps aimed at the maximum that the steps' peak memory
+            predicts (default True; see `_Search._aimed_search`); False bisects as Lightning
+            does.
 
     Example:
         >>> TunerSettings(mode="power").margin
@@ -108,8 +109,8 @@ def probe_max_batch_size(
 ) -> int:
     """The largest size of `dataset`'s heaviest batches that runs without OOM.
 
-    `dataset` is the heaviest batches of each size (`HeaviestWindows` of a run's epochs), or a
-    set already ordered largest first.
+    `dataset` is the heaviest batches of each size (`HeaviestWindows` of a run's epochs, or
+    `LargestFirst`), or a set already ordered largest first.
 
     `module` is consumed: the probe trains it for a few steps. An out-of-memory error at the
     smallest size propagates (nothing fits), and so does any other error.
@@ -129,14 +130,21 @@ def probe_max_batch_size(
     """
     if len(dataset) == 0:
         raise UserError("cannot tune a batch size on an empty dataset")
-    if meter is None and settings.aim and settings.mode == "binsearch":
+    aimed = settings.aim and settings.mode == "binsearch"
+    if aimed and meter is None:
         meter = StepMemory.for_this_process()
     with tempfile.TemporaryDirectory(prefix="batch-probe-") as root, warnings.catch_warnings():
         # A probe set of the largest graphs may hold one class only: metrics warn, and their
         # values are not what a probe is for.
         warnings.simplefilter("ignore", UserWarning)
-        search = _Search(module, dataset, for_eval=for_eval, settings=settings, root=root)
-        search.meter = meter if settings.aim and settings.mode == "binsearch" else None
+        search = _Search(
+            module,
+            dataset,
+            for_eval=for_eval,
+            settings=settings,
+            root=root,
+            meter=meter if aimed else None,
+        )
         size = search.run()
         del search
     # The probe's trainer and module reference each other: collect them now, or their weights
@@ -164,6 +172,7 @@ class _Search:
         for_eval: bool,
         settings: TunerSettings,
         root: str,
+        meter: StepMemory | None,
     ) -> None:
         self.module = module
         self.dataset = dataset
@@ -172,7 +181,7 @@ class _Search:
         self.root = root
         self.num_graphs = len(dataset)
         self.bracket = _Bracket(settings.tolerance)
-        self.meter: StepMemory | None = None
+        self.meter = meter  # None: Lightning's search, unaimed
 
     def run(self) -> int:
         settings, num_graphs = self.settings, self.num_graphs

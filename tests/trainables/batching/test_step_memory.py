@@ -65,3 +65,31 @@ def test_a_meter_records_the_peak_of_a_step_that_fails() -> None:
     with pytest.raises(torch.OutOfMemoryError), meter.measure() as step:
         raise torch.OutOfMemoryError("past the budget")
     assert step.bytes == 800
+
+
+def test_the_cuda_meter_reads_the_allocator_against_the_memory_fraction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No GPU here: the CUDA calls the meter makes are stood in for, the arithmetic is real.
+    state = {"allocated": 3 << 30, "peak": 3 << 30, "resets": 0}
+
+    def reset_peak(index: int) -> None:
+        state["resets"] += 1
+        state["peak"] = state["allocated"]
+
+    cuda = torch.cuda
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(
+        cuda, "get_device_properties", lambda index: type("P", (), {"total_memory": 80 << 30})
+    )
+    monkeypatch.setattr(cuda, "get_per_process_memory_fraction", lambda index: 0.25)
+    monkeypatch.setattr(cuda, "memory_allocated", lambda index: state["allocated"])
+    monkeypatch.setattr(cuda, "max_memory_allocated", lambda index: state["peak"])
+    monkeypatch.setattr(cuda, "reset_peak_memory_stats", reset_peak)
+    meter = StepMemory.for_this_process()
+    assert meter is not None
+    assert meter.room_bytes() == (20 << 30) - (3 << 30)  # a quarter of 80 GiB, less what is held
+    with meter.measure() as step:
+        state["peak"] = 7 << 30  # a step that rose to 7 GiB and freed back to 3
+    assert step.bytes == 4 << 30 and state["resets"] == 1
