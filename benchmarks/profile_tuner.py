@@ -15,9 +15,11 @@ from its first size, unaimed, as a baseline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,24 +66,23 @@ def main() -> int:
     steps: list[dict[str, Any]] = []
     run_step, run_once = batch_size_scaling._try_loop_run, tuner._run_once
 
-    def timed(trainer: pl.Trainer, params: dict[str, Any]) -> None:
-        size = trainer.datamodule.batch_size  # type: ignore[attr-defined]
+    @contextlib.contextmanager
+    def timing(size: int, by: str) -> Iterator[None]:
         start, fitted = time.perf_counter(), False
         try:
-            run_step(trainer, params)
+            yield
             fitted = True
         finally:
             seconds = time.perf_counter() - start
-            steps.append({"size": size, "fitted": fitted, "seconds": seconds, "by": "lightning"})
+            steps.append({"size": size, "fitted": fitted, "seconds": seconds, "by": by})
+
+    def timed(trainer: pl.Trainer, params: dict[str, Any]) -> None:
+        with timing(trainer.datamodule.batch_size, "lightning"):  # type: ignore[attr-defined]
+            run_step(trainer, params)
 
     def timed_once(module: Any, dataset: Any, size: int, **kwargs: Any) -> None:
-        start, fitted = time.perf_counter(), False
-        try:
+        with timing(size, "tuner"):
             run_once(module, dataset, size, **kwargs)
-            fitted = True
-        finally:
-            seconds = time.perf_counter() - start
-            steps.append({"size": size, "fitted": fitted, "seconds": seconds, "by": "tuner"})
 
     batch_size_scaling._try_loop_run = timed  # the tuner's own hooks wrap this one
     tuner._run_once = timed_once

@@ -202,9 +202,9 @@ class _Search:
         return self.plain(init_val)
 
     def step(self, size: int) -> bool:
-        """Run one step of `size` graphs (measured when aimed): whether it fitted."""
+        """`run_step`, an out-of-memory error answered as False: whether it fitted."""
         try:
-            self.run_answer(size)
+            self.run_step(size)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -245,7 +245,7 @@ class _Search:
         found = self.lightning(init_val, max_val)
         if found >= max_val and max_val < 2 * self.num_graphs + 2:
             # At a max_val set by the user below 2N + 2, the tuner returns it unrun.
-            return self.run_answer(min(found, self.num_graphs))
+            return self.run_step(min(found, self.num_graphs))
         return self.checked(found, init_val)
 
     def checked(self, found: int, init_val: int) -> int:
@@ -254,12 +254,12 @@ class _Search:
         out-of-memory error here, in the tuner stage."""
         size = min(found, self.num_graphs)
         if size > self.bracket.fitted and size <= init_val:
-            return self.run_answer(size)
+            return self.run_step(size)
         return size
 
-    def run_answer(self, size: int) -> int:
-        """Run one step of `size` graphs (an answer no step has run yet, or a size `step`
-        tries), recorded in the bracket; an out-of-memory error propagates."""
+    def run_step(self, size: int) -> int:
+        """Run one step of `size` graphs, recorded in the bracket (measured when aimed); an
+        out-of-memory error propagates. Returns `size`."""
         with self._measured(size):
             _run_once(
                 self.module,
@@ -296,8 +296,6 @@ class _Search:
         for _ in range(_AIM_ROUNDS):
             point = bracket.fitted
             high = (bracket.failed or self.num_graphs) - 1  # the whole set failed, or less
-            if point == 0:
-                return None  # nothing ran: Lightning's search ends it with the error
             if point >= high or bracket.settled(point + 1):
                 return point  # the next size up is known to fail, or within the tolerance
             line = self._memory_line()
@@ -395,8 +393,7 @@ class _Settled(RuntimeError):
 def _outcome(bracket: _Bracket, size: int, meter: StepMemory | None = None) -> Iterator[None]:
     """Record the outcome of a step of `size` graphs run inside, with its peak when measured; an
     out-of-memory error is recorded and propagates."""
-    with contextlib.ExitStack() as stack:
-        peak = stack.enter_context(meter.measure()) if meter is not None else None
+    with meter.measure() if meter is not None else contextlib.nullcontext() as peak:
         try:
             yield
         except Exception as error:
