@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-tuner-aim",
         dest="tuner_aim",
         action="store_false",
-        help="binsearch bisects blind after its doubling, as Lightning's does, instead of "
-        "aiming its steps by their measured peak memory",
+        help="binsearch doubles to the first failure and bisects blind, as Lightning's does, "
+        "instead of aiming its steps by their measured peak memory",
     )
     batch.add_argument(
         "--frontier-memo",

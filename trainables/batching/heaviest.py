@@ -44,6 +44,10 @@ class WorstBatches(Protocol):
         """The heaviest batch of `size` graphs."""
         ...
 
+    def weight(self, size: int) -> int:
+        """Nodes + edges of `batch(size)`, without building it."""
+        ...
+
 
 class LargestFirst:
     """A set already ordered largest first: the heaviest batch of a size is its first graphs."""
@@ -52,12 +56,17 @@ class LargestFirst:
         if len(dataset) == 0:
             raise ValueError("a probe set needs at least one graph")
         self.dataset = dataset
+        self._cumsum = np.concatenate([[0], np.cumsum(dataset.graph_sizes, dtype=np.int64)])
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def batch(self, size: int) -> CANGraphDataset:
         return self.dataset[np.arange(size) % len(self.dataset)]
+
+    def weight(self, size: int) -> int:
+        cycles, rest = divmod(size, len(self.dataset))
+        return int(cycles * self._cumsum[-1] + self._cumsum[rest])
 
 
 class HeaviestWindows:
@@ -78,8 +87,8 @@ class HeaviestWindows:
         self.orders = [np.asarray(order, dtype=np.int64) for order in orders if len(order)]
         if not self.orders:
             raise ValueError("the run's epochs hold no graphs: nothing to probe")
-        weights = dataset.graph_sizes.astype(np.int64)
-        self._cumsums = [np.concatenate([[0], np.cumsum(weights[o])]) for o in self.orders]
+        self._weights = dataset.graph_sizes.astype(np.int64)
+        self._cumsums = [np.concatenate([[0], np.cumsum(self._weights[o])]) for o in self.orders]
 
     def __len__(self) -> int:
         return max(len(order) for order in self.orders)
@@ -102,6 +111,9 @@ class HeaviestWindows:
 
     def batch(self, size: int) -> CANGraphDataset:
         return self.dataset[self.window(size)]
+
+    def weight(self, size: int) -> int:
+        return int(self._weights[self.window(size)].sum())
 
     def fingerprint(self) -> str:
         """A digest of the orders: runs whose epochs train in the same orders share a maximum."""

@@ -19,9 +19,11 @@ out of memory are within `TunerSettings.tolerance` of each other: sizes between 
 as too large without running, so the answer is always a size that ran, at most `tolerance` below
 what the full bisection would return.
 
-Where the budget can be measured (`trainables.batching.step_memory`), the bisection is aimed:
-after Lightning's doubling, a line of each step's peak memory against its batch's nodes + edges
-picks the next sizes, next to the maximum, in two or three steps instead of about five.
+Where the budget can be measured (`trainables.batching.step_memory`), the search is aimed: a
+line of each step's peak memory against its batch's nodes + edges stops Lightning's doubling at
+a quarter of the maximum it predicts, then picks the next sizes, next to the maximum, in two or
+three steps instead of a doubling to the first failure and about five bisection steps; a size
+the line through the answer's own peak has too heavy is not run to be seen failing.
 """
 
 from __future__ import annotations
@@ -70,10 +72,10 @@ class TunerSettings:
         tolerance: The binsearch stops once the gap between the largest size that ran and the
             smallest that ran out of memory is at most this fraction of the former (default
             0.03; 0 bisects down to one graph, as Lightning does).
-        aim: In binsearch mode under a budget it can measure, replace the bisection after
-            Lightning's doubling by steps aimed at the maximum that the steps' peak memory
-            predicts (default True; see `_Search._aimed_search`); False bisects as Lightning
-            does.
+        aim: In binsearch mode under a budget it can measure, stop Lightning's doubling
+            early and replace its bisection by steps aimed at the maximum that the steps' peak
+            memory predicts (default True; see `_Search._aimed_search`); False searches as
+            Lightning does, after trying the whole set.
 
     Example:
         >>> TunerSettings(mode="power").margin
@@ -127,6 +129,8 @@ def probe_max_batch_size(
 
     In binsearch mode with `settings.aim` and a `meter` (default: `StepMemory.for_this_process`,
     None where there is no budget to measure against), the search is aimed: see `_aimed_search`.
+    It tries the whole set once its memory line, measured on a few small steps, has it fitting,
+    instead of first (where it does not fit, that step was the tuner's costliest).
     """
     if len(dataset) == 0:
         raise UserError("cannot tune a batch size on an empty dataset")
@@ -156,6 +160,8 @@ def probe_max_batch_size(
 
 # Aimed steps before Lightning's binsearch takes over.
 _AIM_ROUNDS = 6
+# Lightning's doubling stops before a size past this share of the predicted maximum.
+_DOUBLE_TO = 0.25
 # A point this close to the prediction is near enough to aim at the prediction itself; from
 # further below, the step goes this share of the way.
 _NEAR = 0.8
@@ -182,23 +188,29 @@ class _Search:
         self.num_graphs = len(dataset)
         self.bracket = _Bracket(settings.tolerance)
         self.meter = meter  # None: Lightning's search, unaimed
+        # Nodes + edges of the heaviest batch of a size the probe serves.
+        self._weight = (
+            LargestFirst(dataset) if isinstance(dataset, CANGraphDataset) else dataset
+        ).weight
 
     def run(self) -> int:
-        settings, num_graphs = self.settings, self.num_graphs
-        # The whole set in one batch is the answer whenever it fits; trying it first spares the
-        # search's doublings past it (up to 2N + 2 graphs a step), most of its time when the
-        # budget is generous, and when the search would start at the whole set (an eval search
-        # from a train maximum past it) its step past it. Out of memory here, the search runs
-        # as usual, and starting there, bisects down without rerunning it.
-        if settings.max_val >= num_graphs and self.step(num_graphs):
-            logger.debug("tuner: the whole probe set (%d graphs) fits one batch", num_graphs)
-            return num_graphs
+        settings, num_graphs, bracket = self.settings, self.num_graphs, self.bracket
         init_val = min(settings.init_val, num_graphs)
         if self.meter is not None:
             found = self._aimed_search(init_val)
             if found is not None:
                 return found
-            init_val = max(init_val, self.bracket.fitted)
+            init_val = max(init_val, bracket.fitted)
+        # The whole set in one batch is the answer whenever it fits; trying it before Lightning's
+        # search spares its doublings past it (up to 2N + 2 graphs a step), most of its time
+        # when the budget is generous, and when the search would start at the whole set (an
+        # eval search from a train maximum past it) its step past it. Out of memory here, the
+        # search runs as usual, and starting there, bisects down without rerunning it. (An
+        # aimed search tries it itself, once its line predicts that it fits.)
+        whole_set_open = bracket.fitted < num_graphs and not bracket.settled(num_graphs)
+        if settings.max_val >= num_graphs and whole_set_open and self.step(num_graphs):
+            logger.debug("tuner: the whole probe set (%d graphs) fits one batch", num_graphs)
+            return num_graphs
         return self.plain(init_val)
 
     def step(self, size: int) -> bool:
@@ -215,9 +227,16 @@ class _Search:
     def _measured(self, size: int) -> contextlib.AbstractContextManager[None]:
         return _outcome(self.bracket, size, self.meter)
 
-    def lightning(self, init_val: int, max_val: int, mode: TunerMode | None = None) -> int:
+    def lightning(
+        self,
+        init_val: int,
+        max_val: int,
+        mode: TunerMode | None = None,
+        stop: Callable[[int], bool] | None = None,
+    ) -> int:
         """Lightning's search from `init_val`, capped at `max_val`: the largest size that ran,
-        or at `max_val` the cap itself, which Lightning returns without running it."""
+        or at `max_val` the cap itself, which Lightning returns without running it. A size
+        `stop` returns True for is not run: the search backs off from it as from an OOM."""
         trainer = quiet_trainer(self.root)
         probe = ProbeDataModule(
             self.dataset,
@@ -225,7 +244,7 @@ class _Search:
             for_eval=self.for_eval,
             length=min(self.settings.max_val, 2 * self.num_graphs + 2),
         )
-        with _search_hooks(probe, self.bracket, self.meter):
+        with _search_hooks(probe, self.bracket, self.meter, stop):
             found = Tuner(trainer).scale_batch_size(
                 self.module,
                 datamodule=probe,
@@ -272,55 +291,87 @@ class _Search:
         return size
 
     def _aimed_search(self, init_val: int) -> int | None:
-        """Lightning's doubling, then a bisection aimed by the steps' measured memory.
+        """Lightning's doubling up to a quarter of the maximum, then steps aimed at the maximum.
 
-        Lightning's power mode doubles from `init_val` up to the first size that runs out of
-        memory, as its binsearch does. Its binsearch would then bisect blind (five steps near
-        the maximum for a 3% tolerance). A step's peak memory is close to linear in its
-        batch's weight (nodes + edges), so instead a line through the peaks of the two largest
-        sizes that ran predicts the largest size that fits, and the search runs a size a little
-        below the prediction, then the size within the tolerance above the largest that ran:
-        when that one runs out of memory, the answer is settled, usually in two or three steps.
-        Each step that runs gives the line a closer point.
+        A step's peak memory is close to linear in its batch's weight (nodes + edges). From the
+        first two sizes that ran, a line through the peaks of the two largest predicts the
+        largest size that fits the room the budget has left, and every step refines it:
+
+        - Lightning's power mode doubles from `init_val` until the next size would pass a
+          quarter of the predicted maximum (or the whole set). Doubling on to the first size
+          that runs out of memory, as its binsearch does, costs up to two steps near the
+          maximum, which is where a step costs most.
+        - A step then goes most of the way to the prediction (the line, fitted well below the
+          maximum, is less sure there: peaks grow a little faster than linear), and from near
+          it, to just under it. The whole set is tried once the line has it fitting.
+        - The search is settled when the size within the tolerance above the largest that ran
+          fails, or when the line through that size's own measured peak has it too heavy:
+          measured, the failing step Lightning's binsearch ends on need not run.
+
+        The answer is always a size that ran, usually after two steps past the doubling.
 
         Returns:
             The answer, or None for Lightning's binsearch to go on from the largest size that
             ran: when the first size fails, after `_AIM_ROUNDS` steps, or when the peaks give
             no usable line.
         """
-        assert self.meter is not None
         bracket, tolerance = self.bracket, self.settings.tolerance
+        top = min(self.settings.max_val, self.num_graphs)  # the largest size worth running
         if bracket.settled(init_val) or not self.step(init_val):
             return None  # Lightning's binsearch bisects below a first size that fails
-        self.lightning(init_val, min(self.settings.max_val, 2 * self.num_graphs + 2), "power")
+        if init_val < top:
+            max_val = min(self.settings.max_val, 2 * self.num_graphs + 2)
+            self.lightning(init_val, max_val, "power", stop=self._doubled_enough)
         for _ in range(_AIM_ROUNDS):
             point = bracket.fitted
-            high = (bracket.failed or self.num_graphs) - 1  # the whole set failed, or less
+            high = top if bracket.failed is None else min(top, bracket.failed - 1)
             if point >= high or bracket.settled(point + 1):
                 return point  # the next size up is known to fail, or within the tolerance
-            line = self._memory_line()
-            if line is None:
+            predicted = self._predicted(point, high)
+            if predicted is None:
                 return None
-            intercept, bytes_per_weight = line
-            predicted = largest_size_within(
-                lambda n: _weight(self.dataset, n),
-                bytes_per_weight,
-                int(self.meter.room_bytes() - intercept),
-                low=point,
-                high=high,
-            )
+            # The size whose failure settles the search at `point`.
+            edge = min(high, max(point + 1, int(point * (1 + tolerance))))
+            if predicted < edge:
+                # The line runs through `point`'s measured peak, and has the edge too heavy.
+                logger.debug(
+                    "tuner: %d settled by its measured peak (%d predicted)", point, predicted
+                )
+                return point
+            if predicted >= high and bracket.failed is None:
+                self.step(high)  # the whole set (or the cap) fits, by the line: one step decides
+                continue
             if point >= _NEAR * predicted:
                 start = int(predicted * (1 - tolerance / 2))
             else:  # far below, the line is less sure (peaks grow a little faster than linear)
                 start = point + int(_NEAR * (predicted - point))
             if bracket.failed is not None and predicted >= high:
-                # The line has the smallest failure fitting: it runs low there. Step under it.
-                start = min(start, int(bracket.failed * (1 - tolerance)))
-            # The size whose failure settles the search at `point`.
-            edge = min(high, max(point + 1, int(point * (1 + tolerance))))
+                # The line has the smallest failure fitting: it runs low, by an unknown amount.
+                # Bisect, as Lightning would.
+                start = min(start, (point + bracket.failed) // 2)
             self.step(edge if start <= edge else min(start, high))
         logger.debug("tuner: the aimed search is unsettled after %d steps", _AIM_ROUNDS)
         return None
+
+    def _doubled_enough(self, size: int) -> bool:
+        """Whether Lightning's doubling should stop before `size`: it is the whole set (or the
+        cap), or past `_DOUBLE_TO` of the maximum the measured peaks predict."""
+        top = min(self.settings.max_val, self.num_graphs)
+        if size >= top:
+            return True
+        predicted = self._predicted(self.bracket.fitted, top)
+        return predicted is not None and size > _DOUBLE_TO * predicted
+
+    def _predicted(self, low: int, high: int) -> int | None:
+        """The largest size in [low, high] that the memory line has fitting the room left, or
+        None without a line."""
+        assert self.meter is not None
+        line = self._memory_line()
+        if line is None:
+            return None
+        intercept, bytes_per_weight = line
+        room = int(self.meter.room_bytes() - intercept)
+        return largest_size_within(self._weight, bytes_per_weight, room, low=low, high=high)
 
     def _memory_line(self) -> tuple[float, float] | None:
         """Peak bytes = intercept + slope x weight through the two largest measured sizes that
@@ -333,7 +384,7 @@ class _Search:
         if len(sizes) < 2:
             return None
         (small, large) = sizes[-2:]
-        w_small, w_large = _weight(self.dataset, small), _weight(self.dataset, large)
+        w_small, w_large = self._weight(small), self._weight(large)
         if w_large <= w_small:
             return None
         peak_small, peak_large = self.bracket.peaks[small], self.bracket.peaks[large]
@@ -341,12 +392,6 @@ class _Search:
         if slope <= 0:
             return None
         return peak_large - slope * w_large, slope
-
-
-def _weight(dataset: WorstBatches | CANGraphDataset, size: int) -> int:
-    """Nodes + edges of the heaviest batch of `size` graphs the probe serves."""
-    probe = LargestFirst(dataset) if isinstance(dataset, CANGraphDataset) else dataset
-    return int(probe.batch(size).graph_sizes.sum())
 
 
 class _Bracket:
@@ -385,8 +430,9 @@ class _Bracket:
 
 
 class _Settled(RuntimeError):
-    """A probed size answered without running: at or past one that failed, or within the
-    tolerance above the largest that ran. Lightning's search backs off from it as from an OOM."""
+    """A probed size answered without running: at or past one that failed, within the
+    tolerance above the largest that ran, or where an aimed search stops Lightning's doubling.
+    Lightning's search backs off from it as from an OOM."""
 
 
 @contextlib.contextmanager
@@ -405,7 +451,10 @@ def _outcome(bracket: _Bracket, size: int, meter: StepMemory | None = None) -> I
 
 @contextlib.contextmanager
 def _search_hooks(
-    probe: ProbeDataModule, bracket: _Bracket, meter: StepMemory | None = None
+    probe: ProbeDataModule,
+    bracket: _Bracket,
+    meter: StepMemory | None = None,
+    stop: Callable[[int], bool] | None = None,
 ) -> Iterator[None]:
     """Lightning's search, seeing every out-of-memory error and stopping within the tolerance.
 
@@ -418,7 +467,8 @@ def _search_hooks(
     - Each probed size's outcome goes into `bracket` (with its peak, measured by `meter` when
       given); a size it has settled is not run but raises `_Settled`, which the search takes
       for an OOM: it bisects down to the largest size that ran in a few steps that run nothing.
-      A size at or below one that ran is not run either, and passes.
+      A size at or below one that ran is not run either, and passes. Nor is a size `stop`
+      returns True for: it raises `_Settled` too.
 
     Both swaps are scoped to the probe and undone after.
     """
@@ -436,6 +486,8 @@ def _search_hooks(
             raise _Settled(f"batch size {size} is settled: the search stops below it")
         if size <= bracket.fitted:
             return  # a lighter batch of the same graphs than one that ran: it fits
+        if stop is not None and stop(size):
+            raise _Settled(f"batch size {size}: the search stops before it")
         try:
             with _outcome(bracket, size, meter):
                 original_run(trainer, params)

@@ -83,3 +83,14 @@ def test_largest_first_serves_the_first_graphs_cycled(data: CANGraphDataModule) 
     assert len(probe.batch(len(probe) + 2)) == len(probe) + 2
     with pytest.raises(ValueError, match="at least one graph"):
         LargestFirst(data.val_set[:0])
+
+
+def test_weight_is_the_served_batchs_nodes_and_edges_without_building_it(
+    data: CANGraphDataModule,
+) -> None:
+    assert data.train_set is not None and data.val_set is not None
+    windows = HeaviestWindows(data.train_set, data.train_orders(3))
+    largest = LargestFirst(data.val_set)
+    for probe in (windows, largest):
+        for size in (1, 7, len(probe) - 1, len(probe), 2 * len(probe) + 3):  # cycled past it
+            assert probe.weight(size) == int(probe.batch(size).graph_sizes.sum())
