@@ -46,9 +46,9 @@ def main() -> int:
     import torch
     from pytorch_lightning.tuner import batch_size_scaling
 
-    from trainables.batching import memory_budget, parse_size, tuner
+    from trainables.batching import memory_budget, parse_size
     from trainables.batching.heaviest import HeaviestWindows, largest_first
-    from trainables.batching.tuner import TunerSettings, find_frontier
+    from trainables.batching.tuner import TunerSettings, find_frontier, search
     from trainables.data import GraphSource
     from trainables.models import GATClassifier, GATConfig
     from trainables.modes import ClassifierModule
@@ -64,7 +64,7 @@ def main() -> int:
     val = dm.val_set
 
     steps: list[dict[str, Any]] = []
-    run_step, run_once = batch_size_scaling._try_loop_run, tuner._run_once
+    run_step, run_once = batch_size_scaling._try_loop_run, search.run_once
 
     @contextlib.contextmanager
     def timing(size: int, by: str) -> Iterator[None]:
@@ -85,7 +85,7 @@ def main() -> int:
             run_once(module, dataset, size, **kwargs)
 
     batch_size_scaling._try_loop_run = timed  # the tuner's own hooks wrap this one
-    tuner._run_once = timed_once
+    search.run_once = timed_once
     pl.seed_everything(0, verbose=False)
     with memory_budget(parse_size(args.budget), device=torch.device("cpu")):
         start = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainables.batching.heaviest import HeaviestWindows, LargestFirst
+from trainables.batching.heaviest import HeaviestWindows, LargestFirst, largest_first
 from trainables.data import CANGraphDataModule, GraphSource
 
 
@@ -94,3 +94,14 @@ def test_weight_is_the_served_batchs_nodes_and_edges_without_building_it(
     for probe in (windows, largest):
         for size in (1, 7, len(probe) - 1, len(probe), 2 * len(probe) + 3):  # cycled past it
             assert probe.weight(size) == int(probe.batch(size).graph_sizes.sum())
+
+
+def test_largest_first_orders_by_nodes_plus_edges(data: CANGraphDataModule) -> None:
+    assert data.train_set is not None
+    probe = largest_first(data.train_set.graphs, limit=50)
+    sizes = probe.graph_sizes
+    assert len(probe) == 50 and (np.diff(sizes) <= 0).all()
+    all_sizes = (
+        data.train_set.graphs.num_nodes_per_graph + data.train_set.graphs.num_edges_per_graph
+    )
+    assert sizes[0] == all_sizes.max()
