@@ -43,7 +43,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from pytorch_lightning.tuner import Tuner
 
-    from trainables.batching import is_out_of_memory, memory_budget, parse_size
+    from trainables.batching import (
+        fix_malloc_thresholds,
+        is_out_of_memory,
+        memory_budget,
+        parse_size,
+    )
     from trainables.batching.frontier import Frontier
     from trainables.batching.heaviest import HeaviestWindows, largest_first
     from trainables.batching.tuner import TunerSettings, find_frontier
@@ -53,6 +58,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from trainables.modes.curriculum import CurriculumDataModule
 
     logging.disable(logging.WARNING)
+    # As `run_training` does under a CPU budget: before the data work, so that what it frees
+    # is not left in the heap, loosening the budget by what the step reuses of it.
+    fix_malloc_thresholds()
     source = GraphSource(data_dir=args.data_dir, dataset=args.dataset)
     dm = CurriculumDataModule(source, num_epochs=args.epochs, batch_size=8)
     dm.setup()

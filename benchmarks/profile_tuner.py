@@ -46,7 +46,7 @@ def main() -> int:
     import torch
     from pytorch_lightning.tuner import batch_size_scaling
 
-    from trainables.batching import memory_budget, parse_size
+    from trainables.batching import fix_malloc_thresholds, memory_budget, parse_size
     from trainables.batching.heaviest import HeaviestWindows, largest_first
     from trainables.batching.tuner import TunerSettings, find_frontier, search
     from trainables.data import GraphSource
@@ -55,6 +55,9 @@ def main() -> int:
     from trainables.modes.curriculum import CurriculumDataModule
 
     logging.disable(logging.WARNING)
+    # As `run_training` does under a CPU budget: before the data work, so that what it frees
+    # is not left in the heap, loosening the budget by what the step reuses of it.
+    fix_malloc_thresholds()
     source = GraphSource(data_dir=args.data_dir, dataset=args.dataset)
     dm = CurriculumDataModule(source, num_epochs=args.epochs, batch_size=8)
     dm.setup()
