@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import global_mean_pool
 
 from tests.trainables.data.helpers import ctt_rows, write_csv
+from trainables.batching.tuner import quiet_trainer
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
 from trainables.models import NUM_NODE_FEATURES, VGAE, VGAEConfig, graph_anomaly_scores
@@ -280,16 +282,7 @@ class _RecordSamples(pl.Callback):
 
 
 def _trainer(**kwargs: object) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return quiet_trainer(tempfile.gettempdir(), accelerator="cpu", limit_val_batches=0, **kwargs)
 
 
 @pytest.mark.filterwarnings("ignore:You passed in a `val_dataloader`")

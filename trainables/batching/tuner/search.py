@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +48,10 @@ class Search:
         self.settings = settings
         self.root = root
         self.num_graphs = len(dataset)
+        # The largest size worth running (no real batch holds more than the set), and the cap
+        # of Lightning's search over the set cycled to 2N + 2 (see `probe_max_batch_size`).
+        self.top = min(settings.max_val, self.num_graphs)
+        self.max_probed = min(settings.max_val, 2 * self.num_graphs + 2)
         self.bracket = Bracket(settings.tolerance)
         self.meter = meter  # None: Lightning's search, unaimed
         # Nodes + edges of the heaviest batch of a size the probe serves.
@@ -87,9 +90,6 @@ class Search:
             return False
         return True
 
-    def _measured(self, size: int) -> contextlib.AbstractContextManager[None]:
-        return record_outcome(self.bracket, size, self.meter)
-
     def lightning(
         self,
         init_val: int,
@@ -105,7 +105,7 @@ class Search:
             self.dataset,
             batch_size=init_val,
             for_eval=self.for_eval,
-            length=min(self.settings.max_val, 2 * self.num_graphs + 2),
+            length=self.max_probed,
         )
         with search_hooks(probe, self.bracket, self.meter, stop):
             found = Tuner(trainer).scale_batch_size(
@@ -123,7 +123,7 @@ class Search:
 
     def plain(self, init_val: int) -> int:
         """Lightning's search as it runs without an aim, its answer capped at the set's size."""
-        max_val = min(self.settings.max_val, 2 * self.num_graphs + 2)
+        max_val = self.max_probed
         found = self.lightning(init_val, max_val)
         if found >= max_val and max_val < 2 * self.num_graphs + 2:
             # At a max_val set by the user below 2N + 2, the tuner returns it unrun.
@@ -142,7 +142,7 @@ class Search:
     def run_step(self, size: int) -> int:
         """Run one step of `size` graphs, recorded in the bracket (measured when aimed); an
         out-of-memory error propagates. Returns `size`."""
-        with self._measured(size):
+        with record_outcome(self.bracket, size, self.meter):
             run_once(
                 self.module,
                 self.dataset,
@@ -179,12 +179,11 @@ class Search:
             no usable line.
         """
         bracket, tolerance = self.bracket, self.settings.tolerance
-        top = min(self.settings.max_val, self.num_graphs)  # the largest size worth running
+        top = self.top
         if bracket.settled(init_val) or not self.step(init_val):
             return None  # Lightning's binsearch bisects below a first size that fails
         if init_val < top:
-            max_val = min(self.settings.max_val, 2 * self.num_graphs + 2)
-            self.lightning(init_val, max_val, "power", stop=self._doubled_enough)
+            self.lightning(init_val, self.max_probed, "power", stop=self._doubled_enough)
         for _ in range(_AIM_ROUNDS):
             point = bracket.fitted
             high = top if bracket.failed is None else min(top, bracket.failed - 1)
@@ -219,10 +218,9 @@ class Search:
     def _doubled_enough(self, size: int) -> bool:
         """Whether Lightning's doubling should stop before `size`: it is the whole set (or the
         cap), or past `_DOUBLE_TO` of the maximum the measured peaks predict."""
-        top = min(self.settings.max_val, self.num_graphs)
-        if size >= top:
+        if size >= self.top:
             return True
-        predicted = self._predicted(self.bracket.fitted, top)
+        predicted = self._predicted(self.bracket.fitted, self.top)
         return predicted is not None and size > _DOUBLE_TO * predicted
 
     def _predicted(self, low: int, high: int) -> int | None:
