@@ -158,12 +158,14 @@ class Search:
 
         A step's peak memory is close to linear in its batch's weight (nodes + edges). From the
         first two sizes that ran, a line through the peaks of the two largest predicts the
-        largest size that fits the room the budget has left, and every step refines it:
+        largest size that fits the room the budget has left, and every step refines it (in
+        evaluation, the first size's peak alone gives a line: see `_memory_line`):
 
         - Lightning's power mode doubles from `init_val` until the next size would pass a
           quarter of the predicted maximum (or the whole set). Doubling on to the first size
           that runs out of memory, as its binsearch does, costs up to two steps near the
-          maximum, which is where a step costs most.
+          maximum, which is where a step costs most. Where its first doubling would pass that
+          quarter already, Lightning's search is not started at all.
         - A step then goes most of the way to the prediction (the line, fitted well below the
           maximum, is less sure there: peaks grow a little faster than linear), and from near
           it, to just under it. The whole set is tried once the line has it fitting.
@@ -182,7 +184,7 @@ class Search:
         top = self.top
         if bracket.settled(init_val) or not self.step(init_val):
             return None  # Lightning's binsearch bisects below a first size that fails
-        if init_val < top:
+        if not self._doubled_enough(2 * init_val):  # else Lightning's first doubling stops
             self.lightning(init_val, self.max_probed, "power", stop=self._doubled_enough)
         for _ in range(_AIM_ROUNDS):
             point = bracket.fitted
@@ -237,11 +239,19 @@ class Search:
     def _memory_line(self) -> tuple[float, float] | None:
         """Peak bytes = intercept + slope x weight through the two largest measured sizes that
         ran, the module's first step left out where there are others (in training it also
-        allocates what stays, such as optimiser state); None without two sizes or with a
-        slope <= 0."""
+        allocates what stays, such as optimiser state); in evaluation, through zero and the one
+        size that ran until there are two; None without a line or with a slope <= 0."""
         sizes = sorted(self.bracket.peaks)
         if len(sizes) > 2 and self.bracket.first in sizes:
             sizes.remove(self.bracket.first)
+        if len(sizes) == 1 and self.for_eval:
+            # Evaluation keeps nothing from step to step (no gradients, no optimiser state): a
+            # line through zero and its one peak is at least as steep as the true one, whose
+            # intercept is >= 0, and errs low. The eval search starts at the train maximum, so
+            # this aims its first step past it instead of doubling.
+            (size,) = sizes
+            slope = self.bracket.peaks[size] / self._weight(size)
+            return (0.0, slope) if slope > 0 else None
         if len(sizes) < 2:
             return None
         (small, large) = sizes[-2:]

@@ -44,25 +44,43 @@ class Ceiling(Recording):
 class LinearMemory(Recording):
     """Needs `PER_WEIGHT` bytes per node and edge of a training batch (times the weight to the
     power `growth - 1`: peaks that grow faster than linear) and runs out of memory past `room`
-    bytes, as a budget would; `peak` is the most any step needed since reset."""
+    bytes, as a budget would; `peak` is the most any step needed since reset. With an
+    `eval_share`, an evaluation batch needs that share of what it would in training (without
+    one, evaluation is free)."""
 
     PER_WEIGHT = 1000
 
-    def __init__(self, *args: object, room: int, growth: float = 1.0, **kwargs: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        room: int,
+        growth: float = 1.0,
+        eval_share: float | None = None,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.room = room
         self.growth = growth
+        self.eval_share = eval_share
         self.peak = 0
 
     def need(self, weight: int) -> int:
         return int(self.PER_WEIGHT * weight**self.growth)
 
-    def training_loss(self, batch: Batch) -> torch.Tensor:
-        need = self.need(int(batch.num_nodes + batch.num_edges))
+    def _use(self, batch: Batch, share: float = 1.0) -> None:
+        need = int(share * self.need(int(batch.num_nodes + batch.num_edges)))
         self.peak = max(self.peak, need)
         if need > self.room:
             raise torch.OutOfMemoryError(f"{need} bytes > {self.room}")
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        self._use(batch)
         return super().training_loss(batch)
+
+    def validation_outputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.eval_share is not None:
+            self._use(batch, self.eval_share)
+        return super().validation_outputs(batch)
 
     def meter(self) -> StepMemory:
         def begin() -> int:

@@ -108,6 +108,43 @@ def test_an_aimed_search_bisects_when_its_line_runs_low(data: CANGraphDataModule
     assert len(ran) < len(plain_ran), (ran, plain_ran)
 
 
+def _eval_search(data: CANGraphDataModule, *, aim: bool) -> tuple[int, list[int], int, int]:
+    """An eval search from the train maximum under `LinearMemory`, where evaluation needs a
+    third of training's memory: its answer, the sizes it ran, the true eval maximum and the
+    train maximum it started at."""
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    weights = np.cumsum(probe.graph_sizes)
+    model = GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab)))
+    linear = LinearMemory(model, room=0, eval_share=1 / 3)
+    linear.room = linear.need(int(weights[len(probe) // 8]))
+    train_max = sum(linear.need(int(w)) <= linear.room for w in weights)
+    true_max = sum(linear.need(int(w)) / 3 <= linear.room for w in weights)
+    assert 2 * train_max < true_max < len(probe)  # past one doubling, short of the whole set
+    found = probe_max_batch_size(
+        linear,
+        probe,
+        for_eval=True,
+        settings=TunerSettings(aim=aim, init_val=train_max),
+        meter=linear.meter() if aim else None,
+    )
+    return found, linear.sizes, true_max, train_max
+
+
+def test_an_aimed_eval_search_aims_from_its_first_step(data: CANGraphDataModule) -> None:
+    # One evaluation step (no optimiser state) gives a line through zero: the search aims from
+    # the train maximum at once instead of doubling, and that line errs low, so nothing it
+    # runs fails.
+    tolerance = TunerSettings().tolerance
+    found, ran, true_max, train_max = _eval_search(data, aim=True)
+    assert (1 - tolerance) * true_max <= found <= true_max
+    assert ran[0] == train_max and 2 * train_max not in ran, ran
+    assert max(ran) == found  # no step past the answer: none ran out of memory
+    plain, plain_ran, _, _ = _eval_search(data, aim=False)
+    assert (1 - tolerance) * true_max <= plain <= true_max
+    assert len(ran) <= 3 < len(plain_ran), (ran, plain_ran)
+
+
 def test_an_aimed_search_without_a_usable_line_is_lightnings_binsearch(
     data: CANGraphDataModule,
 ) -> None:
