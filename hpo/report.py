@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.tracking.store import default_tracking_uri
+from hpo.tracking.store import default_tracking_uri, sqlite_path
 from trainables.cli import configure_logging, run_cli
 from trainables.errors import UserError
 
@@ -323,8 +323,8 @@ def _cell(value: Any, spec: str = "{}") -> str:
 def _check_tracking_uri(uri: str) -> None:
     """Fail fast on a store that is not there: MLflow would create an empty SQLite database,
     or retry an unreachable server for minutes."""
-    if uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    database = sqlite_path(uri)
+    if database is not None:
         if not database.is_file():
             raise UserError(
                 f"no MLflow database at {database} (tracking URI {uri}); run a study first"

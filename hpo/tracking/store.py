@@ -22,6 +22,7 @@ __all__ = [
     "default_tracking_uri",
     "experiment_name",
     "quiet_mlflow",
+    "sqlite_path",
     "ui_command",
 ]
 
@@ -42,15 +43,21 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///PATH[?OPTIONS]` URI; None for any other store.
+
+    Example:
+        >>> sqlite_path("sqlite:////studies/mlflow.db?timeout=30")
+        PosixPath('/studies/mlflow.db')
+    """
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri.removeprefix("sqlite:///") or ".")
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0] or ".")
 
 
 def artifact_location(uri: str, space: str) -> str | None:
     """Artifacts of a SQLite store go beside it (MLflow would use the working directory)."""
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         return None  # a server or a file store decides
     return (db.parent / "mlartifacts" / experiment_name(space)).resolve().as_uri()
@@ -75,7 +82,7 @@ def check_tracking_uri(uri: str) -> None:
                 " local store"
             ) from None
         return
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is not None:
         try:
             db.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from hpo.study import StudyConfig, run_study
 from hpo.tracking import check_tracking_uri, default_tracking_uri, ui_command
+from hpo.tracking.store import artifact_location, sqlite_path
 from search_spaces import get_space
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
@@ -130,3 +131,17 @@ def test_default_store_is_one_sqlite_file_under_the_study_root(tmp_path: Path) -
     uri = default_tracking_uri(tmp_path)
     assert uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert ui_command(uri) == f"mlflow ui --backend-store-uri {uri}"
+
+
+def test_sqlite_store_with_options_is_checked_at_its_database_file(tmp_path: Path) -> None:
+    # SQLAlchemy options after "?" are not part of the file's name: the write check creates
+    # the database MLflow will use, not a stray "mlflow.db?timeout=30" beside it.
+    uri = f"{default_tracking_uri(tmp_path)}?timeout=30"
+    assert sqlite_path(uri) == tmp_path.resolve() / "mlflow.db"
+    assert sqlite_path("http://127.0.0.1:5000") is None
+    check_tracking_uri(uri)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mlflow.db"]
+    assert (
+        artifact_location(uri, "normal")
+        == (tmp_path.resolve() / "mlartifacts" / "hpo-normal").as_uri()
+    )
