@@ -1,0 +1,83 @@
+"""What a reader has parsed from one file: `Rows`, columns plus the first problem of each bad
+row, made into a `Capture` (or an error naming the file and line)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+
+from trainables.data.capture import MAX_PAYLOAD_BYTES, Capture
+from trainables.errors import UserError
+
+__all__ = ["CTT_COLUMNS", "BadRowPolicy", "Rows"]
+
+BadRowPolicy = Literal["error", "skip"]
+# The can-train-and-test columns, in CSV and parquet files alike.
+CTT_COLUMNS = ("timestamp", "arbitration_id", "data_field", "attack")
+
+
+class Rows:
+    """Parsed columns plus, per row, the first problem found (if any)."""
+
+    def __init__(self, path: Path, num_rows: int, *, first_line: int) -> None:
+        self.path = path
+        self.num_rows = num_rows
+        self.first_line = first_line  # file line number of row 0
+        self.problem_rows: list[tuple[int, str]] = []  # (row, what is wrong) per failed check
+        self.bad = np.zeros(num_rows, dtype=bool)
+        self.timestamp = np.zeros(num_rows, dtype=np.float64)
+        self.can_id = np.zeros(num_rows, dtype=np.int64)
+        self.dlc = np.zeros(num_rows, dtype=np.uint8)
+        self.payload = np.zeros((num_rows, MAX_PAYLOAD_BYTES), dtype=np.uint8)
+        self.attack = np.zeros(num_rows, dtype=bool)
+        self.extra_bad_lines: list[tuple[int, str]] = []  # rows the CSV parser itself rejected
+
+    def flag(
+        self,
+        mask: np.ndarray,
+        describe: str | None = None,
+        *,
+        values: pa.Array | None = None,
+        what: str = "",
+    ) -> None:
+        """Mark rows in `mask` bad; remember the first one with a readable reason."""
+        if not mask.any():
+            return
+        self.bad |= mask
+        row = int(np.argmax(mask))
+        if describe is None:
+            value = values[row].as_py() if values is not None else None
+            describe = f"{what} {value!r}"
+        self.problem_rows.append((row, describe))
+
+    def to_capture(self, on_bad_rows: BadRowPolicy) -> Capture:
+        num_dropped = int(self.bad.sum()) + len(self.extra_bad_lines)
+        if on_bad_rows == "error":
+            problems = [(self.first_line + row, why) for row, why in self.problem_rows]
+            problems += self.extra_bad_lines
+            if problems:
+                line, why = min(problems)
+                raise UserError(
+                    f"{self.path}: line {line}: {why} "
+                    "(fix the file, or pass --on-bad-rows skip to drop bad rows)"
+                )
+        if self.num_rows - int(self.bad.sum()) == 0:
+            raise UserError(
+                f"{self.path}: no valid messages (file has no data rows)"
+                if num_dropped == 0
+                else f"{self.path}: all {num_dropped} rows are bad"
+            )
+        keep = ~self.bad
+        capture = Capture.from_arrays(
+            str(self.path),
+            timestamp=self.timestamp[keep],
+            can_id=self.can_id[keep],
+            dlc=self.dlc[keep],
+            payload=self.payload[keep],
+            attack=self.attack[keep],
+        )
+        return replace(capture, num_dropped_rows=num_dropped) if num_dropped else capture
