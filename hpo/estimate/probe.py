@@ -131,8 +131,8 @@ def probe_dataset(
     from trainables.batching.system_memory import process_memory_bytes
     from trainables.modes.curriculum import SCORING_BATCH_SIZE, score_graphs
     from trainables.training.config import TrainConfig
+    from trainables.training.frontier import eval_probe_set, train_probe_set
     from trainables.training.prerequisites import load_vgae, module_factory
-    from trainables.training.run import eval_probe_set, train_probe_set
 
     start = time.perf_counter()
     data_seconds = _data_seconds(source, seed=seed)

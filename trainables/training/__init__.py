@@ -12,8 +12,9 @@ from trainables._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from trainables.training.config import BatchTuning, RunResult, TrainConfig
+    from trainables.training.factors import DEFAULT_SAFETY_FACTOR
     from trainables.training.names import MODES, OOM_STAGES, Mode, OomStage
-    from trainables.training.run import DEFAULT_SAFETY_FACTOR, new_run_dir, run_training
+    from trainables.training.run import new_run_dir, run_training
 
 _WHERE = {
     "BatchTuning": "config",
@@ -23,7 +24,7 @@ _WHERE = {
     "OOM_STAGES": "names",
     "Mode": "names",
     "OomStage": "names",
-    "DEFAULT_SAFETY_FACTOR": "run",
+    "DEFAULT_SAFETY_FACTOR": "factors",
     "new_run_dir": "run",
     "run_training": "run",
 }

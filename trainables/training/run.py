@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import math
-import os
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -33,42 +30,28 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
 from trainables.batching.budget import MemoryBudget, memory_budget
 from trainables.batching.frontier import (
-    FRONTIER_FILE_NAME,
     Frontier,
-    FrontierKey,
-    FrontierMemo,
-    config_fingerprint,
 )
-from trainables.batching.heaviest import HeaviestWindows, largest_first
 from trainables.batching.oom import is_out_of_memory, release_memory
 from trainables.batching.safety_factor import apply_safety_factor, resolve_eval_batch_size
 from trainables.batching.system_memory import fix_malloc_thresholds
-from trainables.batching.tuner import find_frontier
 from trainables.cli import is_interactive
-from trainables.data.cache import default_cache_dir
 from trainables.data.datamodule import CANGraphDataModule
-from trainables.data.graphs import GraphArrays
 from trainables.errors import UserError
 from trainables.modes.logging import EpochLogLine
 from trainables.training.callbacks import BatchSizeLearningRate, EpochHistory, StageTracker
 from trainables.training.config import OomStage, RunResult, TrainConfig
+from trainables.training.factors import factor_key, factor_store, resolve_safety_factor
+from trainables.training.files import plain, write_json
+from trainables.training.frontier import tuned_frontier
 from trainables.training.prerequisites import load_vgae, module_factory
 
-__all__ = [
-    "DEFAULT_SAFETY_FACTOR",
-    "build_datamodule",
-    "eval_probe_set",
-    "new_run_dir",
-    "run_training",
-    "train_probe_set",
-]
+__all__ = ["build_datamodule", "new_run_dir", "run_training"]
 
 logger = logging.getLogger("trainables.train")
 
-DEFAULT_SAFETY_FACTOR = 0.9
 _UNCAPPED = 1 << 30
 
 
@@ -118,7 +101,7 @@ def run_training(
     module = make_module()
 
     batching = config.batching
-    factor = _safety_factor(config, device) if batching.tune else None
+    factor = resolve_safety_factor(config, device) if batching.tune else None
     stage = StageTracker("tuner" if batching.tune else "train")
     history = EpochHistory()
     frontier: Frontier | None = None
@@ -133,7 +116,7 @@ def run_training(
             if batching.tune:
                 assert factor is not None
                 tuner_start = time.perf_counter()
-                frontier, memo_hit = _tuned_frontier(
+                frontier, memo_hit = tuned_frontier(
                     config, datamodule, make_module, budget, device, module
                 )
                 tuner_seconds = time.perf_counter() - tuner_start
@@ -238,20 +221,20 @@ def run_training(
         oom_stage=oom_stage,
     )
     if batching.tune and factor is not None and budget is not None:
-        _factor_store(config).record(
-            _factor_key(config, device, budget),
+        factor_store(config).record(
+            factor_key(config, device),
             factor=factor,
             peak_fraction=None if oom else budget.peak_fraction,
             oom=oom,
         )
-    _write_json(
+    write_json(
         run_dir / "config.json",
         {
-            **_plain(dataclasses.asdict(config)),
+            **plain(dataclasses.asdict(config)),
             "size": size,
             "dataset": config.source.dataset_name,
             "vocab_size": vocab_size,
-            "model": _plain(dataclasses.asdict(module.model.config)),  # type: ignore[call-overload]
+            "model": plain(dataclasses.asdict(module.model.config)),  # type: ignore[call-overload]
             "device": device.type,
             "memory_budget_bytes": result.memory_budget_bytes,
             "tuned_max_batch_size": result.tuned_max_batch_size,
@@ -263,7 +246,7 @@ def run_training(
             "prerequisites": prerequisites,
         },
     )
-    _write_json(run_dir / "metrics.json", {**result.to_json(), "history": history.epochs})
+    write_json(run_dir / "metrics.json", {**result.to_json(), "history": history.epochs})
     if oom:
         logger.info(
             "run %s ended out of memory (%s) in %.1f s", run_dir, oom_stage, result.seconds
@@ -309,77 +292,6 @@ def _budget(config: TrainConfig, device: torch.device) -> Iterator[MemoryBudget 
         yield budget
 
 
-def _tuned_frontier(
-    config: TrainConfig,
-    datamodule: CANGraphDataModule,
-    make_module: Any,
-    budget: MemoryBudget | None,
-    device: torch.device,
-    module: Any,
-) -> tuple[Frontier, bool]:
-    """The tuned maxima, from the memo when this (architecture, data, device, budget) is known."""
-    assert budget is not None and datamodule.train_set is not None
-    memo = FrontierMemo(config.batching.memo_path or Path(config.out_dir) / FRONTIER_FILE_NAME)
-    train_probe = train_probe_set(config, datamodule)
-    key = FrontierKey(
-        architecture=config_fingerprint(
-            {
-                "mode": config.mode,
-                "size": config.resolved_size,
-                "model": _plain(dataclasses.asdict(module.model.config)),
-                "tuner": _plain(dataclasses.asdict(config.batching.tuner)),
-            }
-        ),
-        # The epochs' training orders decide the heaviest batches the tuner probes.
-        dataset=f"{_dataset_fingerprint(config)}:{train_probe.fingerprint()}",
-        device_type=device.type,
-        budget_bytes=budget.budget_bytes,
-        precision="32-true",
-    )
-    computed = False
-
-    def compute() -> Frontier:
-        nonlocal computed
-        computed = True
-        return find_frontier(
-            make_module,
-            train_probe,
-            eval_probe_set(datamodule),
-            settings=config.batching.tuner,
-        )
-
-    start = time.perf_counter()
-    frontier = memo.get_or_compute(key, compute)
-    if not computed:
-        # Milliseconds, or the wait for another run that was computing the same key.
-        logger.info(
-            "tuner: frontier memo hit (%s) in %.2f s: max train batch %d, max eval batch %d",
-            memo.path,
-            time.perf_counter() - start,
-            frontier.train_max,
-            frontier.eval_max,
-        )
-    return frontier, not computed
-
-
-def train_probe_set(config: TrainConfig, datamodule: CANGraphDataModule) -> HeaviestWindows:
-    """The tuner's training probe: the heaviest batches of each size in the orders the run's
-    epochs will train in."""
-    train = datamodule.train_set
-    assert train is not None
-    return HeaviestWindows(train, datamodule.train_orders(config.epochs))
-
-
-def eval_probe_set(datamodule: CANGraphDataModule) -> Any:
-    """The tuner's evaluation probe: every graph validation or testing will see, largest first."""
-    parts = [
-        d.graphs.select(d.indices())
-        for d in (datamodule.val_set, *datamodule.test_sets.values())
-        if d is not None
-    ]
-    return largest_first(GraphArrays.concat(parts))
-
-
 def _log_applied(
     config: TrainConfig,
     datamodule: CANGraphDataModule,
@@ -413,65 +325,3 @@ def _log_applied(
         num_graphs,
         schedule,
     )
-
-
-def _safety_factor(config: TrainConfig, device: torch.device) -> float:
-    factor = config.batching.safety_factor
-    if factor != "auto":
-        return float(factor)
-    budget_bytes = config.batching.memory_budget or 0
-    key = _factor_key(config, device, None, budget_bytes=budget_bytes)
-    recommended = _factor_store(config).recommend(key, default=DEFAULT_SAFETY_FACTOR)
-    logger.info("safety factor auto: %.3f from %s", recommended, _factor_store(config).path)
-    return recommended
-
-
-def _factor_store(config: TrainConfig) -> SafetyFactorStore:
-    return SafetyFactorStore(
-        config.batching.factor_store_path or default_cache_dir() / "safety_factors.json"
-    )
-
-
-def _factor_key(
-    config: TrainConfig,
-    device: torch.device,
-    budget: MemoryBudget | None,
-    *,
-    budget_bytes: int | None = None,
-) -> SafetyFactorKey:
-    # Keyed by the budget the user asked for (0 = the default budget), so `auto` finds it again.
-    requested = config.batching.memory_budget or 0 if budget_bytes is None else budget_bytes
-    return SafetyFactorKey(
-        dataset=config.source.dataset_name,
-        mode=config.mode,
-        model_size=config.resolved_size,
-        device_type=device.type,
-        budget_bytes=requested,
-    )
-
-
-def _dataset_fingerprint(config: TrainConfig) -> str:
-    source = dataclasses.asdict(config.source)
-    for cache_only in ("cache_dir", "use_cache"):
-        source.pop(cache_only)
-    digest = hashlib.sha256(json.dumps(_plain(source), sort_keys=True).encode()).hexdigest()
-    return f"{config.source.dataset_name}:{digest[:16]}"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "model_dump"):
-        return value.model_dump()
-    return value
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    # Atomic: a run killed while writing leaves no half file that reads as a finished run.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
