@@ -15,7 +15,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from hpo.report import _number_or_text, build_report, format_report
+from hpo.report import build_report, format_report
+from hpo.report.build import _number_or_text
 from trainables.errors import UserError
 
 # MLflow's SQLite store configures a SQLAlchemy loader that SQLAlchemy deprecates: not ours.

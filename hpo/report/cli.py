@@ -1,0 +1,109 @@
+"""`python -m hpo.report --space NAME`: a study's leaderboard, read back from MLflow.
+
+Prints the best complete trials of a study (by the study's metric, in its direction) with their
+batch settings, how many trials ran out of memory and where, and the best configuration. The
+study is the most recent one of the space unless `--study` names one; `--json` prints the report
+as one JSON object: `space`, `study`, `metric`, `direction`, `settings`, `num_trials`,
+`num_complete`, `num_pruned_oom`, `num_failed`, `oom_stages` (stage -> count), `best`
+(`trial_id`, `config`, `metric`; null when no trial completed) and `leaderboard`.
+
+It reads the MLflow layout a study writes: experiment `hpo-<space>`, one parent run per study
+(tags `hpo.role=study`, `hpo.study`, `hpo.metric`, `hpo.direction`) and under it one child run
+per trial (tags `hpo.role=trial`, `hpo.trial_id`, `state`, `oom`, `oom_stage`; the trial's
+config and applied batch sizes as params; the metric's last value as a metric).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from hpo.report.build import DEFAULT_TOP, build_report
+from hpo.report.text import format_report
+from hpo.tracking.store import default_tracking_uri, sqlite_path
+from trainables.cli import configure_logging
+from trainables.errors import UserError
+
+__all__ = ["build_parser", "main"]
+
+# hpo.run's default; not imported, so that `--help` and the errors before MLflow stay fast.
+DEFAULT_STUDY_DIR = Path("studies")
+_HEALTH_TIMEOUT_S = 3.0
+
+
+def _check_tracking_uri(uri: str) -> None:
+    """Fail fast on a store that is not there: MLflow would create an empty SQLite database,
+    or retry an unreachable server for minutes."""
+    database = sqlite_path(uri)
+    if database is not None:
+        if not database.is_file():
+            raise UserError(
+                f"no MLflow database at {database} (tracking URI {uri}); run a study first"
+                " (python -m hpo.run) or point --mlflow-uri or --study-dir at one"
+            )
+    elif uri.startswith(("http://", "https://")):
+        health = f"{uri.rstrip('/')}/health"
+        try:
+            with urllib.request.urlopen(health, timeout=_HEALTH_TIMEOUT_S):
+                pass
+        except urllib.error.HTTPError as err:
+            # The server answered: a 4xx (e.g. it wants a login) is MLflow's to report.
+            if err.code >= 500:
+                raise UserError(
+                    f"MLflow server {uri} is not healthy ({health} answered {err.code})"
+                ) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise UserError(
+                f"cannot reach the MLflow server at {uri} ({reason}); start it or pass another"
+                " --mlflow-uri"
+            ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hpo.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--space", required=True, help="the search space of the study")
+    parser.add_argument(
+        "--study", default=None, help="the study's name (default: the space's latest study)"
+    )
+    parser.add_argument(
+        "--top", type=int, default=DEFAULT_TOP, help=f"trials in the leaderboard ({DEFAULT_TOP})"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--mlflow-uri",
+        default=None,
+        help="the MLflow tracking URI (default: sqlite:///<--study-dir>/mlflow.db)",
+    )
+    parser.add_argument(
+        "--study-dir",
+        type=Path,
+        default=DEFAULT_STUDY_DIR,
+        help=f"where studies live ({DEFAULT_STUDY_DIR}/)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    if args.top < 1:
+        raise UserError(f"--top must be an integer >= 1, got {args.top}")
+    uri = args.mlflow_uri or default_tracking_uri(args.study_dir)
+    _check_tracking_uri(uri)
+    from mlflow import MlflowClient
+
+    report = build_report(MlflowClient(tracking_uri=uri), args.space, args.study, args.top)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
