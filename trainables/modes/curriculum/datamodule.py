@@ -1,12 +1,4 @@
-"""`curriculum` mode data: every attack graph plus a growing share of hard normal graphs per epoch.
-
-A normal graph is hard when a VGAE trained on normal traffic reconstructs it badly (a high
-`graph_anomaly_scores`). Each epoch draws a fresh sample: all attack graphs plus
-`ratio * num_attack` normal graphs, the ratio (normal graphs per attack graph) growing linearly
-from 1.0 (attack:normal 1:1) to 10.0 (1:10), the normal graphs drawn without replacement with
-weights growing with their difficulty rank. The algorithm is plain functions;
-`CurriculumDataModule` only picks the epoch and calls them.
-"""
+"""`CurriculumDataModule`: a datamodule whose training set is redrawn every epoch."""
 
 from __future__ import annotations
 
@@ -14,206 +6,22 @@ import logging
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 
 from trainables.data.datamodule import CANGraphDataModule, EpochOrder
 from trainables.data.dataset import CANGraphDataset, GraphLoader
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
-from trainables.models.vgae import VGAE, graph_anomaly_scores
+from trainables.modes.curriculum.sampling import (
+    check_ratio_range,
+    curriculum_ratio,
+    curriculum_sample,
+    max_epoch_size,
+    num_attack_graphs,
+)
 
-__all__ = [
-    "SCORING_BATCH_SIZE",
-    "CurriculumDataModule",
-    "curriculum_ratio",
-    "curriculum_sample",
-    "max_epoch_size",
-    "score_graphs",
-]
+__all__ = ["CurriculumDataModule"]
 
 logger = logging.getLogger(__name__)
-
-
-def _check_ratio_range(start: float, end: float) -> None:
-    if not 0.0 < start <= end:
-        raise UserError(
-            f"curriculum ratios must satisfy 0 < start <= end, got {start=} and {end=}"
-        )
-
-
-def _num_attack(labels: np.ndarray) -> int:
-    num_attack = int(np.count_nonzero(labels == 1))
-    if num_attack == 0:
-        raise UserError(
-            "curriculum needs attack graphs in the training split, found none among "
-            f"{len(labels)} graphs; use a dataset with attacks in its training captures"
-        )
-    return num_attack
-
-
-def curriculum_ratio(
-    epoch: int, num_epochs: int, *, start: float = 1.0, end: float = 10.0
-) -> float:
-    """Normal graphs per attack graph in an epoch, linear from `start` at epoch 0 to `end` at the
-    last.
-
-    A one-epoch run uses `end`: the last epoch always sees the full curriculum, so the largest
-    sample (`max_epoch_size`) is the one a short smoke run exercises. Epochs past the last
-    (a Trainer running longer than `num_epochs`) keep `end`.
-
-    Args:
-        epoch: Zero-based epoch index, >= 0.
-        num_epochs: Epochs of the curriculum, >= 1.
-        start: Ratio at epoch 0 (default 1.0, attack:normal 1:1), > 0.
-        end: Ratio at the last epoch (default 10.0, attack:normal 1:10), >= `start`.
-
-    Returns:
-        Normal graphs per attack graph.
-
-    Raises:
-        UserError: An argument is out of range.
-
-    Example:
-        >>> [curriculum_ratio(e, 4, start=1.0, end=10.0) for e in range(4)]
-        [1.0, 4.0, 7.0, 10.0]
-    """
-    if num_epochs < 1:
-        raise UserError(f"curriculum num_epochs must be >= 1, got {num_epochs=}")
-    if epoch < 0:
-        raise UserError(f"curriculum epoch must be >= 0, got {epoch=}")
-    _check_ratio_range(start, end)
-    if num_epochs == 1 or epoch >= num_epochs - 1:
-        return float(end)
-    return start + (end - start) * epoch / (num_epochs - 1)
-
-
-def curriculum_sample(
-    labels: np.ndarray,
-    difficulty: np.ndarray,
-    *,
-    ratio: float,
-    rng: np.random.Generator,
-    hardness: float = 2.0,
-) -> np.ndarray:
-    """One epoch's sample: every attack graph and `ratio` times as many normal graphs, hard first.
-
-    `min(round(ratio * num_attack), num_normal)` normal graphs are drawn without replacement,
-    each with probability proportional to `(rank + 1) ** hardness`, rank 0 being the easiest
-    (lowest difficulty) normal graph. Ranks make the draw independent of the scores' scale;
-    sampling (rather than taking the top-k) keeps every epoch's sample different while still
-    favouring the hardest graphs.
-
-    Args:
-        labels: Graph labels (0 normal, 1 attack), `[num_graphs]`.
-        difficulty: Difficulty of each graph (e.g. VGAE anomaly score), aligned with `labels`;
-            values of attack graphs are ignored.
-        ratio: Normal graphs per attack graph, > 0.
-        rng: Source of randomness; seed it per epoch for reproducible runs.
-        hardness: Exponent of the rank weights (default 2.0); 0 samples normal graphs
-            uniformly, larger values concentrate on the hardest.
-
-    Returns:
-        Sorted int64 indices into `labels`, without duplicates.
-
-    Raises:
-        ValueError: `labels` and `difficulty` are not 1-D arrays of the same length, or a
-            normal graph's difficulty is not finite.
-        UserError: `ratio` or `hardness` is out of range, or there is no attack graph.
-
-    Example:
-        >>> labels = np.array([0, 0, 0, 0, 1, 1])
-        >>> difficulty = np.array([0.1, 0.9, 0.5, 0.3, 0.0, 0.0])
-        >>> curriculum_sample(labels, difficulty, ratio=1.0, rng=np.random.default_rng(0),
-        ...                   hardness=50.0).tolist()
-        [1, 2, 4, 5]
-    """
-    labels = np.asarray(labels)
-    difficulty = np.asarray(difficulty, dtype=np.float64)
-    if labels.ndim != 1 or difficulty.shape != labels.shape:
-        raise ValueError(
-            "labels and difficulty must be 1-D arrays of the same length, got shapes "
-            f"{labels.shape} and {difficulty.shape}"
-        )
-    if not ratio > 0:
-        raise UserError(f"curriculum ratio must be > 0, got {ratio=}")
-    if not hardness >= 0:
-        raise UserError(f"curriculum hardness must be >= 0, got {hardness=}")
-    num_attack = _num_attack(labels)
-    attack = np.flatnonzero(labels == 1)
-    normal = np.flatnonzero(labels != 1)
-    normal_difficulty = difficulty[normal]
-    if not np.all(np.isfinite(normal_difficulty)):
-        raise ValueError("difficulty of normal graphs must be finite (got NaN or inf)")
-    num_normal = min(round(ratio * num_attack), len(normal))
-    order = np.argsort(normal_difficulty, kind="stable")
-    ranks = np.empty(len(normal), dtype=np.float64)
-    ranks[order] = np.arange(len(normal))
-    weights = (ranks + 1.0) ** hardness
-    chosen = rng.choice(normal, size=num_normal, replace=False, p=weights / weights.sum())
-    return np.sort(np.concatenate([attack, chosen]).astype(np.int64))
-
-
-def max_epoch_size(labels: np.ndarray, *, end_ratio: float = 10.0) -> int:
-    """The most graphs any epoch of the curriculum uses: those of its last epoch.
-
-    Args:
-        labels: Graph labels of the training set (0 normal, 1 attack).
-        end_ratio: Normal graphs per attack graph in the last epoch (default 10.0), > 0.
-
-    Returns:
-        `num_attack + min(round(end_ratio * num_attack), num_normal)`.
-
-    Raises:
-        UserError: `end_ratio` is out of range, or there is no attack graph.
-
-    Example:
-        >>> max_epoch_size(np.array([0] * 30 + [1] * 2), end_ratio=10.0)
-        22
-    """
-    labels = np.asarray(labels)
-    if not end_ratio > 0:
-        raise UserError(f"curriculum end ratio must be > 0, got {end_ratio=}")
-    num_attack = _num_attack(labels)
-    return num_attack + min(round(end_ratio * num_attack), len(labels) - num_attack)
-
-
-SCORING_BATCH_SIZE = 64
-"""Graphs `score_graphs` runs at once by default. A graph's score does not depend on how graphs are
-batched, and the VGAE's dense neighbour logits grow with nodes x vocabulary: scoring runs before a
-trial's memory budget starts, so its batch is kept small. hcrl_sa's 7,493 training graphs on CPU
-(`benchmarks/bench_scoring.py`): 8192 a batch took 9.1 GiB and 18 s; 64, 0.8 GiB and 5 s."""
-
-
-def score_graphs(
-    vgae: VGAE, dataset: CANGraphDataset, *, batch_size: int = SCORING_BATCH_SIZE
-) -> np.ndarray:
-    """VGAE anomaly score of every graph of `dataset`, in order, on the model's device.
-
-    Runs in eval mode without gradients (`graph_anomaly_scores`) and leaves the model's mode
-    as it was.
-
-    Args:
-        vgae: A VGAE trained on normal graphs.
-        dataset: The graphs to score, e.g. a datamodule's `train_set`.
-        batch_size: Graphs per forward pass, >= 1 (default `SCORING_BATCH_SIZE`; not a trial's
-            batch size, which may be thousands).
-
-    Returns:
-        float64 `[len(dataset)]`; higher means harder (less like normal traffic).
-
-    Raises:
-        UserError: `batch_size` is below 1.
-    """
-    if batch_size < 1:
-        raise UserError(f"scoring batch size must be >= 1, got {batch_size=}")
-    device = next(vgae.parameters()).device
-    scores = [
-        graph_anomaly_scores(vgae, batch.to(device)).cpu().double()
-        for batch in GraphLoader(dataset, batch_size=batch_size, shuffle=False)
-    ]
-    if not scores:
-        return np.zeros(0, dtype=np.float64)
-    return torch.cat(scores).numpy()
 
 
 class CurriculumDataModule(CANGraphDataModule):
@@ -279,7 +87,7 @@ class CurriculumDataModule(CANGraphDataModule):
         )
         if num_epochs < 1:
             raise UserError(f"curriculum num_epochs must be >= 1, got {num_epochs=}")
-        _check_ratio_range(start_ratio, end_ratio)
+        check_ratio_range(start_ratio, end_ratio)
         if not hardness >= 0:
             raise UserError(f"curriculum hardness must be >= 0, got {hardness=}")
         self.num_epochs = num_epochs
@@ -291,7 +99,7 @@ class CurriculumDataModule(CANGraphDataModule):
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
         # Fail before a VGAE is trained to score a training set the curriculum cannot use.
-        _num_attack(self._require(self.train_set).labels)
+        num_attack_graphs(self._require(self.train_set).labels)
 
     def set_difficulty(self, scores: np.ndarray) -> None:
         """Store the difficulty of each graph of `train_set` (e.g. from `score_graphs`).
