@@ -65,6 +65,7 @@ def _check_tracking_uri(uri: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `python -m hpo.report` command line."""
     parser = argparse.ArgumentParser(
         prog="python -m hpo.report",
         description=__doc__,
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the report (`--json`: as JSON); a missing or unreachable store is a `UserError`."""
     args = build_parser().parse_args(argv)
     configure_logging()
     if args.top < 1:

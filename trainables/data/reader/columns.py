@@ -23,6 +23,7 @@ for _i, _c in enumerate(b"ABCDEF"):
 
 
 def parse_common(rows: Rows, timestamp: pa.Array, can_id: pa.Array | None) -> None:
+    """Timestamps (numbers) and, unless None, hex CAN IDs into `rows`, bad values flagged."""
     rows.timestamp, bad_time = _to_float(timestamp)
     rows.flag(bad_time, values=timestamp, what="timestamp is not a number:")
     if can_id is None:
@@ -135,6 +136,7 @@ def _to_float(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_int(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Strings to int64 with a per-row 'bad' mask (not an integer)."""
     try:
         values = pc.cast(array, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -145,4 +147,5 @@ def to_int(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_bool(array: pa.Array) -> np.ndarray:
+    """A boolean Arrow array as NumPy, nulls False."""
     return np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)

@@ -39,6 +39,7 @@ def _first_line(path: Path) -> str:
 
 
 def read_csv(path: Path) -> Rows:
+    """A `.csv` or `.csv.gz` capture in whichever format its first line shows."""
     header = _first_line(path)
     fields = [f.strip() for f in header.split(",")]
     lowered = [f.lower() for f in fields]

@@ -17,6 +17,7 @@ __all__ = ["read_parquet"]
 
 
 def read_parquet(path: Path) -> Rows:
+    """A `.parquet` capture with the can-train-and-test columns (any case)."""
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:

@@ -17,6 +17,7 @@ __all__ = [
 
 
 def check_ratio_range(start: float, end: float) -> None:
+    """Raise `UserError` unless 0 < `start` <= `end` (normal graphs per attack graph)."""
     if not 0.0 < start <= end:
         raise UserError(
             f"curriculum ratios must satisfy 0 < start <= end, got {start=} and {end=}"
@@ -24,6 +25,7 @@ def check_ratio_range(start: float, end: float) -> None:
 
 
 def num_attack_graphs(labels: np.ndarray) -> int:
+    """The number of attack graphs (label 1); `UserError` when there are none."""
     num_attack = int(np.count_nonzero(labels == 1))
     if num_attack == 0:
         raise UserError(
