@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from hpo.report.build import DEFAULT_TOP, build_report
 from hpo.report.text import format_report
-from hpo.tracking.store import default_tracking_uri, sqlite_path
+from hpo.tracking.store import check_server, default_tracking_uri, sqlite_path
 from trainables.cli import configure_logging
 from trainables.errors import UserError
 
@@ -32,7 +30,6 @@ __all__ = ["build_parser", "main"]
 
 # hpo.run's default; not imported, so that `--help` and the errors before MLflow stay fast.
 DEFAULT_STUDY_DIR = Path("studies")
-_HEALTH_TIMEOUT_S = 3.0
 
 
 def _check_tracking_uri(uri: str) -> None:
@@ -46,22 +43,7 @@ def _check_tracking_uri(uri: str) -> None:
                 " (python -m hpo.run) or point --mlflow-uri or --study-dir at one"
             )
     elif uri.startswith(("http://", "https://")):
-        health = f"{uri.rstrip('/')}/health"
-        try:
-            with urllib.request.urlopen(health, timeout=_HEALTH_TIMEOUT_S):
-                pass
-        except urllib.error.HTTPError as err:
-            # The server answered: a 4xx (e.g. it wants a login) is MLflow's to report.
-            if err.code >= 500:
-                raise UserError(
-                    f"MLflow server {uri} is not healthy ({health} answered {err.code})"
-                ) from None
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise UserError(
-                f"cannot reach the MLflow server at {uri} ({reason}); start it or pass another"
-                " --mlflow-uri"
-            ) from None
+        check_server(uri, hint="start it or pass another --mlflow-uri", timeout_s=3.0)
 
 
 def build_parser() -> argparse.ArgumentParser:

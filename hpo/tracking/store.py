@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "artifact_location",
+    "check_server",
     "check_tracking_uri",
     "client",
     "default_tracking_uri",
@@ -64,24 +65,19 @@ def artifact_location(uri: str, space: str) -> str | None:
 
 
 def check_tracking_uri(uri: str) -> None:
-    """Fail fast, before any training, when the store cannot be reached or written.
+    """Fail fast, before any training, when the store cannot be reached or written: a server
+    is checked with `check_server`, then every store with one real MLflow request.
 
     Raises:
         UserError: Naming the URI and what is wrong.
     """
     where = f"--mlflow-uri {uri}"
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
-                if response.status != 200:
-                    raise UserError(f"{where}: the tracking server answered {response.status}")
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise UserError(
-                f"{where}: the tracking server cannot be reached ({err}); start it (e.g. "
-                "`mlflow server --host 127.0.0.1 --port 5000`) or leave --mlflow-uri out for the"
-                " local store"
-            ) from None
-        return
+        check_server(
+            uri,
+            hint="start it (e.g. `mlflow server --host 127.0.0.1 --port 5000`) or leave"
+            " --mlflow-uri out for the local store",
+        )
     db = sqlite_path(uri)
     if db is not None:
         try:
@@ -100,6 +96,36 @@ def check_tracking_uri(uri: str) -> None:
         client(uri).search_experiments(max_results=1)
     except Exception as err:  # MLflow raises many kinds; all mean "unusable"
         raise UserError(f"{where}: the tracking store cannot be used ({err})") from None
+
+
+def check_server(uri: str, *, hint: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on an MLflow server that cannot be reached or says it is unwell: MLflow's own
+    client would retry it for minutes. A 4xx answer from `/health` (a server that wants a
+    login, say) is an answer: what it means is MLflow's to report.
+
+    Args:
+        uri: The server, `http://HOST:PORT` or `https://...`.
+        hint: What to do about an unreachable server, appended to the error.
+        timeout_s: Seconds to wait for `/health`; default 5.
+
+    Raises:
+        UserError: Naming the URI and what is wrong.
+    """
+    health = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError as err:
+        if err.code >= 500:
+            raise UserError(
+                f"--mlflow-uri {uri}: the tracking server is not healthy ({health} answered"
+                f" {err.code})"
+            ) from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise UserError(
+            f"--mlflow-uri {uri}: the tracking server cannot be reached ({reason}); {hint}"
+        ) from None
 
 
 def quiet_mlflow() -> None:

@@ -334,7 +334,9 @@ def test_hpo_report_with_an_unreachable_server_exits_2_quickly() -> None:
 
     assert time.monotonic() - start < 20
     assert result.returncode == 2
-    assert "cannot reach the MLflow server at http://127.0.0.1:9" in result.stderr
+    assert "--mlflow-uri http://127.0.0.1:9: the tracking server cannot be reached" in (
+        result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from hpo.study import StudyConfig, run_study
 from hpo.tracking import check_tracking_uri, default_tracking_uri, ui_command
-from hpo.tracking.store import artifact_location, sqlite_path
+from hpo.tracking.store import artifact_location, check_server, sqlite_path
 from search_spaces import get_space
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
@@ -117,6 +119,54 @@ def test_unreachable_tracking_server_fails_before_the_study_starts(tmp_path: Pat
         run_study(config)
     assert time.monotonic() - start < 30
     assert not config.study_dir.exists()
+
+
+@pytest.fixture
+def answering_server() -> Iterator[tuple[str, list[int]]]:
+    """A real HTTP server on 127.0.0.1 whose every GET answers the status in the list."""
+    status = [200]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status[0])
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", status
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_check_server_rejects_a_server_error_on_health(
+    answering_server: tuple[str, list[int]],
+) -> None:
+    uri, status = answering_server
+    status[0] = 503
+    with pytest.raises(UserError, match=rf"--mlflow-uri {uri}: .* not healthy .*answered 503"):
+        check_server(uri, hint="unused")
+
+
+def test_check_server_leaves_a_client_error_to_mlflow(
+    answering_server: tuple[str, list[int]],
+) -> None:
+    # A server that wants a login answers /health with a 4xx: it is there, and MLflow's own
+    # request (with the user's credentials) says what the answer means.
+    uri, status = answering_server
+    for status[0] in (200, 401, 403):
+        check_server(uri, hint="unused")
+
+
+def test_check_server_names_the_hint_when_unreachable() -> None:
+    uri = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(UserError, match=rf"{uri}: the tracking server cannot be reached .*; do X"):
+        check_server(uri, hint="do X")
 
 
 def test_unwritable_sqlite_store_fails_clearly(tmp_path: Path) -> None:
