@@ -1,21 +1,14 @@
-"""`fusion` mode: a DQN agent learns, per graph, how far to trust a frozen GAT over a frozen VGAE.
-
-Each graph is a one-step episode. The state is `fusion_state` (15 values from the two models),
-an action is a GAT weight `alpha` in `linspace(0, 1, 21)`, the fused score is
-`(1 - alpha) * scaled VGAE score + alpha * GAT attack probability`, the decision is
-`fused >= 0.5`, and the reward is +1 for a right decision and -1 for a wrong one.
-"""
+"""`FusionModule`: the LightningModule of the `fusion` mode; it calls `fusion_step` per batch."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAUROC, BinaryF1Score
@@ -29,156 +22,22 @@ from trainables.models import (
     ModelSize,
     QNetwork,
     ScoreScale,
-    action_alphas,
-    fuse_scores,
     fusion_reward,
     fusion_state,
-    graph_anomaly_scores,
     state_scores,
 )
 from trainables.modes.base import DetectionModule
+from trainables.modes.fusion.policy import FusionPolicy
+from trainables.modes.fusion.step import fusion_step, raw_vgae_scores
 from trainables.modes.metrics import detection_metrics
 
-__all__ = ["FusionModule", "FusionPolicy", "fusion_step", "raw_vgae_scores"]
+__all__ = ["FusionModule"]
 
 logger = logging.getLogger("trainables.train")
 
 # torchmetrics calls `score > threshold` an attack, `fusion_reward` `score >= 0.5`: the largest
 # float32 below 0.5 makes the reported metrics count exactly the decisions that were rewarded.
 _METRIC_THRESHOLD = float(torch.nextafter(torch.tensor(0.5), torch.tensor(0.0)))
-
-
-class FusionPolicy(nn.Module):
-    """The learnt fusion, all that inference needs: Q-network, VGAE score scale and alphas.
-
-    Its state dict holds the Q-network's weights, the fitted `ScoreScale` bounds (`scale_low`,
-    `scale_high`; NaN until fitted) and the `alphas`; `config` rebuilds the shapes.
-
-    Args:
-        config: Shape of the Q-network and number of actions.
-        q_network: The Q-network to hold (default: a fresh one shaped by `config`).
-
-    Example:
-        >>> policy = FusionPolicy(DQNConfig.preset("student"))
-        >>> policy.set_scale(ScoreScale(low=0.0, high=2.0))
-        >>> policy(torch.rand(3, 15)).shape
-        torch.Size([3])
-    """
-
-    config: DQNConfig
-    q_network: QNetwork
-    scale_low: Tensor
-    scale_high: Tensor
-    alphas: Tensor
-
-    def __init__(self, config: DQNConfig, *, q_network: QNetwork | None = None) -> None:
-        super().__init__()
-        self.config = config
-        self.q_network = q_network or QNetwork(
-            hidden_channels=config.hidden_channels, num_actions=config.num_actions
-        )
-        self.register_buffer("alphas", action_alphas(config.num_actions))
-        self.register_buffer("scale_low", torch.tensor(math.nan))
-        self.register_buffer("scale_high", torch.tensor(math.nan))
-
-    @property
-    def has_scale(self) -> bool:
-        """Whether the VGAE score scale was fitted (or loaded)."""
-        return bool(torch.isfinite(self.scale_low) & torch.isfinite(self.scale_high))
-
-    @property
-    def scale(self) -> ScoreScale:
-        """The VGAE score scale the alphas were learnt with.
-
-        Raises:
-            UserError: The scale was never fitted nor loaded.
-        """
-        if not self.has_scale:
-            raise UserError(
-                "the fusion policy has no VGAE score scale: fit it (FusionModule does at the "
-                "start of training) or load a trained policy's state dict"
-            )
-        return ScoreScale(low=float(self.scale_low), high=float(self.scale_high))
-
-    def set_scale(self, scale: ScoreScale) -> None:
-        """Store `scale` in the buffers (and so in the state dict)."""
-        self.scale_low.fill_(scale.low)
-        self.scale_high.fill_(scale.high)
-
-    def greedy_actions(self, states: Tensor) -> Tensor:
-        """The action of highest Q-value per state, int64 `[G]`."""
-        with torch.no_grad():
-            return self.q_network(states).argmax(dim=1)
-
-    def fuse(self, states: Tensor, actions: Tensor) -> Tensor:
-        """Fused attack score `[G]` in [0, 1] of taking `actions` in `states`."""
-        vgae_score, gat_probability = state_scores(states)
-        return fuse_scores(self.scale(vgae_score), gat_probability, self.alphas[actions])
-
-    def forward(self, states: Tensor) -> Tensor:
-        """Greedy fused attack score `[G]` in [0, 1] of `fusion_state` rows `[G, 15]`."""
-        return self.fuse(states, self.greedy_actions(states))
-
-
-def raw_vgae_scores(vgae: VGAE, loader: Any, *, device: torch.device | str = "cpu") -> Tensor:
-    """The raw (unscaled) VGAE anomaly score of every graph of `loader`, on the CPU.
-
-    Args:
-        vgae: A trained VGAE, on `device`.
-        loader: An iterable of graph batches (e.g. a PyG `DataLoader`).
-        device: Where the batches are moved before scoring. Default "cpu".
-
-    Returns:
-        float `[num_graphs]`, the same score `state_scores` reads back from a fusion state.
-    """
-    scores = [graph_anomaly_scores(vgae, batch.to(device)).cpu() for batch in loader]
-    return torch.cat(scores) if scores else torch.zeros(0)
-
-
-def fusion_step(
-    agent: FusionAgent,
-    scale: ScoreScale,
-    states: Tensor,
-    labels: Tensor,
-    *,
-    num_learn_steps: int = 1,
-    reward: float = 1.0,
-    penalty: float = 1.0,
-) -> tuple[float | None, float]:
-    """One interaction of `agent` with a batch of graphs, then `num_learn_steps` DQN updates.
-
-    Explore (epsilon-greedy) -> fuse the scaled VGAE score with the GAT probability ->
-    reward each decision -> store the one-step transitions -> learn from replayed ones.
-
-    Args:
-        agent: The learning agent.
-        scale: Normalisation of the raw VGAE score (`ScoreScale`).
-        states: `fusion_state` rows `[G, 15]`.
-        labels: Graph labels `[G]` (1 = attack).
-        num_learn_steps: DQN updates after storing the batch. Default 1.
-        reward: Reward of a right decision. Default 1.
-        penalty: Amount subtracted for a wrong decision. Default 1.
-
-    Returns:
-        `(loss, mean_reward)`: the mean TD loss of the updates (None when the replay buffer
-        was still too small for any), and the mean reward of the batch's decisions.
-
-    Example:
-        >>> agent = FusionAgent(DQNConfig(hidden_channels=(8,), batch_size=4), seed=0)
-        >>> loss, mean_reward = fusion_step(agent, ScoreScale(0.0, 1.0), torch.rand(6, 15),
-        ...                                 torch.tensor([0, 1, 0, 1, 0, 1]))
-        >>> loss is not None and -1.0 <= mean_reward <= 1.0
-        True
-    """
-    actions = agent.act(states)
-    vgae_score, gat_probability = state_scores(states)
-    fused = fuse_scores(scale(vgae_score), gat_probability, agent.alphas[actions])
-    rewards = fusion_reward(fused, labels, reward=reward, penalty=penalty)
-    dones = torch.ones_like(rewards, dtype=torch.bool)  # one-step episodes: no bootstrapping
-    agent.remember(states, actions, rewards, states, dones)
-    losses = [loss for _ in range(num_learn_steps) if (loss := agent.learn_step()) is not None]
-    mean_loss = sum(losses) / len(losses) if losses else None
-    return mean_loss, float(rewards.mean())
 
 
 def _place_agent(agent: FusionAgent, device: torch.device) -> None:
