@@ -5,9 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.trainable import TrialContext, epoch_result, final_result, finished_run, train_config
-from search_spaces import get_space
-from trainables.data.source import GraphSource
+from hpo.trainable import epoch_result, final_result, finished_run
 
 
 def _run(run_dir: Path, **changes: object) -> dict[str, object]:
@@ -72,25 +70,3 @@ def test_epoch_result_is_one_based_and_needs_the_study_metric() -> None:
     )
     with pytest.raises(RuntimeError, match="the study's metric 'val_auroc' was not logged"):
         epoch_result(row, "val_auroc", 2.0)
-
-
-@pytest.mark.parametrize(("gpus_per_trial", "sharing"), [(0.0, 3), (1.0, 1), (2.0, 1)])
-def test_trial_config_carries_the_study_default_budget_and_who_shares_the_memory(
-    tmp_path: Path, gpus_per_trial: float, sharing: int
-) -> None:
-    # CPU trials share the machine's memory; a trial with whole GPUs has their memory to itself.
-    space = get_space("normal")
-    context = TrialContext(
-        space=space,
-        source=GraphSource(num_messages=1000, cache_dir=tmp_path),
-        seed=0,
-        study_dir=tmp_path,
-        default_budget=3 << 30,
-        gpus_per_trial=gpus_per_trial,
-        num_concurrent_trials=3,
-    )
-    params = space.warm_start_params(0.5)
-    batching = train_config(params, context).batching
-    assert (batching.memory_budget, batching.default_budget) == (None, 3 << 30)
-    assert batching.num_concurrent_trials == sharing
-    assert batching.memo_path == tmp_path / "batch_size_frontier.json"

@@ -1,0 +1,131 @@
+"""What a trial reports to Ray: a result per epoch (`epoch_result`, sent by the `reporter`
+callback), the last result of a trial that trained to the end (`final_result`), and the run of
+a trial that ended before the study was interrupted (`finished_run`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray import tune
+
+from hpo.trainable.context import TrialContext
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+__all__ = ["epoch_result", "final_result", "finished_run", "node_id", "reporter"]
+
+
+def epoch_result(row: dict[str, float], metric: str, seconds: float) -> dict[str, Any]:
+    """The result reported to Ray after an epoch, from an `EpochHistory` row.
+
+    Keys: the metric and every `train_*`/`val_*` value, `epoch` (1-based), `train_batch_size`,
+    `num_train_batches`, `graphs_per_second`, `epoch_seconds`, and `peak_memory_bytes` (the
+    run's peak so far) when the run has a memory budget.
+    """
+    graphs = row.get("num_train_graphs", 0.0)
+    result: dict[str, Any] = {
+        name: value for name, value in row.items() if name.startswith(("train_", "val_"))
+    }
+    if "peak_memory_bytes" in row:
+        result["peak_memory_bytes"] = int(row["peak_memory_bytes"])
+    result.update(
+        epoch=int(row["epoch"]) + 1,
+        train_batch_size=int(row["train_batch_size"]),
+        num_train_batches=int(row["num_train_batches"]),
+        graphs_per_second=graphs / seconds if seconds > 0 else 0.0,
+        epoch_seconds=seconds,
+    )
+    if metric not in result:
+        raise RuntimeError(
+            f"epoch {result['epoch']}: the study's metric {metric!r} was not logged (logged:"
+            f" {', '.join(sorted(result))}); pick a space whose metric the mode computes"
+        )
+    return result
+
+
+def reporter(context: TrialContext, run_dir: Path) -> pl.Callback:
+    """A Lightning callback reporting each epoch to Ray (after validation, with the metric)."""
+    import pytorch_lightning as pl
+
+    from trainables.training.callbacks import EpochHistory
+
+    class ReportEpoch(pl.Callback):
+        def __init__(self) -> None:
+            self._start = time.perf_counter()
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self._start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            callbacks = trainer.callbacks  # type: ignore[attr-defined]
+            history = next(c for c in callbacks if isinstance(c, EpochHistory))
+            datamodule = trainer.datamodule  # type: ignore[attr-defined]
+            result = epoch_result(
+                history.epochs[-1], context.metric, time.perf_counter() - self._start
+            )
+            result.update(
+                node_id=node_id(),
+                eval_batch_size=int(datamodule.eval_batch_size),
+                applied_train_batch_size=int(datamodule.batch_sizes_per_epoch[0]),
+                run_dir=str(run_dir),
+                oom=False,
+            )
+            tune.report(result)
+
+    return ReportEpoch()
+
+
+def final_result(run: dict[str, Any]) -> dict[str, Any]:
+    """The last result of a trial that trained to the end, from its run's `metrics.json`.
+
+    Keys: every `val_*` value, `test_<split>_<metric>`, the batch sizes (applied, last, eval,
+    tuned maxima), tuner seconds, memory budget and peak, `run_dir`, `oom` (False), `done`.
+    """
+    test = {
+        f"test_{split}_{name}": value
+        for split, metrics in run.get("test", {}).items()
+        for name, value in metrics.items()
+    }
+    sizes = run.get("batch_sizes_per_epoch") or [run["train_batch_size"]]
+    return {
+        **{name: value for name, value in run.items() if name.startswith("val_")},
+        **test,
+        "epoch": run["epochs"],
+        "train_batch_size": sizes[-1],
+        "applied_train_batch_size": sizes[0],
+        "eval_batch_size": run["eval_batch_size"],
+        "tuned_max_batch_size": run.get("tuned_max_batch_size"),
+        "tuned_max_eval_batch_size": run.get("tuned_max_eval_batch_size"),
+        "tuner_seconds": run.get("tuner_seconds"),
+        "memo_hit": run.get("memo_hit"),
+        "memory_budget_bytes": run.get("memory_budget_bytes"),
+        "peak_memory_bytes": run.get("peak_memory_bytes"),
+        "device": run.get("device"),
+        "trial_seconds": run.get("seconds"),
+        "run_dir": run["run_dir"],
+        "oom": False,
+        "done": True,
+    }
+
+
+def finished_run(runs_dir: Path, trial_id: str) -> dict[str, Any] | None:
+    """The `metrics.json` of a run of `trial_id` that ended (trained or out of memory), if any."""
+    for path in sorted(runs_dir.glob(f"trial-{trial_id}-*/metrics.json")):
+        try:
+            run: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # killed while writing it: that run did not finish
+        if "history" in run and "oom" in run:
+            return run
+    return None
+
+
+def node_id() -> str:
+    """The Ray node this trial runs on (which machine of a cluster)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())
