@@ -58,7 +58,7 @@ def prerequisite_seconds(
 ) -> tuple[float, LinearFit]:  # fmt: skip
     """Seconds to train one prerequisite as `hpo.prepare` does (the space's epochs at batch 64,
     no budget), and its evaluation step (a VGAE scores curriculum's and fusion's graphs)."""
-    from hpo.estimate.probe import probe_model
+    from hpo.estimate.model_probe import probe_model
     from hpo.prepare import prerequisite_config
     from trainables.training.prerequisites import module_factory
 

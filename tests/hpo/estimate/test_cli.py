@@ -1,0 +1,112 @@
+"""`hpo.estimate.cli`: the table, the command line's errors and its JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpo.estimate import format_table, main
+from tests.hpo.estimate._estimates import JSON_KEYS, make_estimate, make_machinery, make_probe
+from trainables.cli import run_cli
+from trainables.data.source import GraphSource
+
+
+def test_format_table_puts_datasets_side_by_side() -> None:
+    first = make_estimate(make_probe(), make_machinery(), max_concurrent=2)
+    second = make_estimate(make_probe(num_train=5000), make_machinery(), max_concurrent=2)
+    table = format_table([first, second])
+    assert table.splitlines()[1].split() == ["demo", "demo"]
+    assert "sbatch --time" in table and first.slurm["time"] in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpus", "0"], "--gpus must be an integer >= 1, got 0"),
+        (["--gpus-per-node", "0"], "--gpus-per-node must be an integer >= 1, got 0"),
+        (["--gpu-memory", "4XB"], "--gpu-memory"),
+        (["--gpu-memory", "0"], "--gpu-memory must be > 0"),
+        (["--memory-budget=0"], "--memory-budget must be > 0"),
+        (["--num-samples", "0"], "--num-samples must be an integer >= 1"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
+        (["--gpus-per-trial", "-1"], "--gpus-per-trial must be >= 0"),
+        (["--margin", "0.5"], "--margin must be >= 1"),
+        (["--compare", "a", "b"], "--compare names datasets under --data-dir"),
+        (["--data-dir", "/nonexistent/captures", "--dataset", "x"], "/nonexistent/captures"),
+        (["--space", "nope"], "unknown search space 'nope'"),
+    ],
+)
+def test_estimate_cli_says_what_is_wrong_and_exits_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(main, ["--space", "normal", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+
+
+def test_estimate_cli_fails_fast_without_a_traceback() -> None:
+    # A bad number is found before torch (or Ray) is imported: no measuring, no waiting.
+    code = (
+        "import sys; from hpo.estimate.cli import main; from trainables.cli import run_cli;"
+        " rc = run_cli(main, ['--space', 'normal', '--gpus', '0']);"
+        " print(rc, 'torch' in sys.modules, 'ray' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
+    assert "--gpus must be an integer >= 1, got 0" in result.stderr
+    module = subprocess.run(
+        [sys.executable, "-m", "hpo.estimate", "--space", "normal", "--margin", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert module.returncode == 2 and "Traceback" not in module.stderr
+    assert "--margin must be >= 1" in module.stderr and module.stdout == ""
+
+
+def test_estimate_cli_json_is_one_object_per_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import hpo.estimate.study
+
+    for name in ("a", "b"):
+        split = tmp_path / name / "train_01_attack_free"
+        split.mkdir(parents=True)
+        (split / "capture.csv").write_text("timestamp,arbitration_id,data_field,attack\n")
+    seen: dict[str, Any] = {}
+
+    def estimate_study(config: Any, *, sources: list[GraphSource], **kwargs: Any) -> list:
+        seen.update(kwargs, config=config, datasets=[s.dataset_name for s in sources])
+        return [
+            dataclasses.replace(
+                make_estimate(make_probe(), make_machinery(), max_concurrent=2), dataset=name
+            )
+            for name in seen["datasets"]
+        ]
+
+    monkeypatch.setattr(hpo.estimate.study, "estimate_study", estimate_study)
+    monkeypatch.setattr(hpo.estimate.study, "warm_up_driver", lambda space: 0.0)
+    args = ["--space", "kd", "--data-dir", str(tmp_path), "--compare", "a", "b", "--epochs", "3"]
+    args += ["--gpus", "8", "--gpus-per-node", "4", "--gpus-per-trial", "0.5", "--cluster"]
+
+    assert main([*args, "--json"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    estimates = [json.loads(line) for line in lines]
+    assert [e["dataset"] for e in estimates] == ["a", "b"]
+    for estimate in estimates:
+        assert set(estimate) >= JSON_KEYS
+        slurm = estimate["slurm"]  # in the formats scripts/slurm/submit.sh reads
+        assert re.fullmatch(r"\d{2,}:\d{2}:00", slurm["time"])
+        assert re.fullmatch(r"\d+G", slurm["mem"]) and re.fullmatch(r"gpu:\d+", slurm["gres"])
+        assert isinstance(slurm["nodes"], int) and slurm["nodes"] >= 1
+    config = seen["config"]
+    assert (config.space.name, config.space.epochs, config.num_samples) == ("kd", 3, 6)
+    assert (config.gpus_per_trial, config.address) == (0.5, "auto")  # --cluster: joins one
+    assert (seen["gpus"], seen["gpus_per_node"]) == (8, 4)
