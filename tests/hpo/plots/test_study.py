@@ -1,4 +1,4 @@
-"""`hpo.plots.write_study_plots` on real Optuna studies: every plot, and the ones skipped."""
+"""`hpo.plots.study.write_study_plots` on real Optuna studies: every plot, and the ones skipped."""
 
 from __future__ import annotations
 
