@@ -19,10 +19,12 @@ from tests.hpo.estimate._estimates import (
 
 
 def test_trial_budget_is_the_studys_default_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainables.batching.budget
+    import trainables.batching.budget.context
 
     # CPU trials: the available memory over the concurrent trials, in 256 MiB steps.
-    monkeypatch.setattr(trainables.batching.budget, "available_memory_bytes", lambda: 9 * GIB)
+    monkeypatch.setattr(
+        trainables.batching.budget.context, "available_memory_bytes", lambda: 9 * GIB
+    )
     assert trial_budget_bytes("cpu", num_concurrent_trials=2) == 4 * GIB + 512 * 2**20
     gpu = {"num_concurrent_trials": 4, "gpu_memory_bytes": 80 * GIB}
     assert trial_budget_bytes("cpu", gpus_per_trial=0.5, **gpu) == 40 * GIB  # half a GPU

@@ -117,12 +117,14 @@ if sys.argv[1] == "early":
     fix_malloc_thresholds()  # as run_training does before loading data
 # Work before the budget, as loading data and scoring do: 1 MiB blocks, freed, with small
 # objects allocated between them that stay. A freed mapped block first raises glibc's threshold.
+# The small objects are 16 KiB: smaller ones can come from free chunks that imports left in the
+# heap, and then the freed blocks join at its top and are trimmed, leaving no holes.
 warm = torch.empty(4 << 20, dtype=torch.uint8)
 del warm
 kept, blocks = [], []
 for _ in range(64):
     blocks.append(torch.empty(1 << 20, dtype=torch.uint8))
-    kept.append(torch.empty(64, dtype=torch.uint8))
+    kept.append(torch.empty(16 << 10, dtype=torch.uint8))
 del blocks
 got = []
 with memory_budget(32 << 20, device=torch.device("cpu")):

@@ -1,7 +1,7 @@
+"""`trainables.batching.budget.cpu`: a real `RLIMIT_DATA` budget, its peak and its rebase."""
+
 from __future__ import annotations
 
-import doctest
-import platform
 import resource
 import subprocess
 import sys
@@ -11,24 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables.batching import budget as budget_module
-from trainables.batching.budget import (
-    BUDGET_GRANULARITY_BYTES,
-    default_budget_bytes,
-    memory_budget,
-)
+from tests.trainables.batching.budget._budgets import CPU, GiB, MiB, needs_glibc
+from trainables.batching.budget import memory_budget
 from trainables.batching.oom import is_out_of_memory
-from trainables.batching.system_memory import available_memory_bytes
-from trainables.errors import UserError
 
-MiB = 1 << 20
-GiB = 1 << 30
-CPU = torch.device("cpu")
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-needs_glibc = pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-    reason="RLIMIT_DATA and malloc thresholds as on Linux with glibc",
-)
+_REPO_ROOT = Path(__file__).resolve().parents[4]
 
 # Run in a fresh interpreter: glibc's dynamic mmap threshold can only be observed before anything
 # fixes it, and fixing it lasts for the life of the process.
@@ -179,89 +166,3 @@ def test_memory_budget_cpu_without_room_raises_memory_error() -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, previous)
     assert resource.getrlimit(resource.RLIMIT_DATA) == previous
-
-
-@needs_glibc
-def test_memory_budget_cpu_default_shares_available_memory() -> None:
-    before = available_memory_bytes()
-    with memory_budget(None, device=CPU, num_concurrent_trials=4) as budget:
-        pass
-    after = available_memory_bytes()
-    # Other processes may take or free memory meanwhile: compare with both readings.
-    assert (
-        budget.budget_bytes % BUDGET_GRANULARITY_BYTES == 0
-        or budget.budget_bytes < BUDGET_GRANULARITY_BYTES
-    )
-    low, high = min(before, after) // 4, max(before, after) // 4
-    assert low - BUDGET_GRANULARITY_BYTES <= budget.budget_bytes <= high
-
-
-def test_default_budget_bytes_rounds_down_to_the_granularity() -> None:
-    before = available_memory_bytes()
-    budget = default_budget_bytes(CPU, num_concurrent_trials=2)
-    after = available_memory_bytes()
-    assert budget % BUDGET_GRANULARITY_BYTES == 0 or budget < BUDGET_GRANULARITY_BYTES
-    low, high = min(before, after) // 2, max(before, after) // 2
-    assert low - BUDGET_GRANULARITY_BYTES <= budget <= high
-
-
-def test_default_budget_bytes_rejects_no_trials() -> None:
-    with pytest.raises(UserError, match="num_concurrent_trials must be >= 1"):
-        default_budget_bytes(CPU, num_concurrent_trials=0)
-
-
-@pytest.mark.parametrize("budget_bytes", [0, -1])
-def test_memory_budget_rejects_a_budget_below_one_byte(budget_bytes: int) -> None:
-    with (
-        pytest.raises(UserError, match="memory budget must be > 0 bytes"),
-        memory_budget(budget_bytes, device=CPU),
-    ):
-        pass
-
-
-def test_memory_budget_rejects_other_devices() -> None:
-    with (
-        pytest.raises(UserError, match="memory budgets support devices"),
-        memory_budget(GiB, device=torch.device("meta")),
-    ):
-        pass
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
-def test_memory_budget_rejects_cuda_without_cuda() -> None:
-    with (
-        pytest.raises(UserError, match=r"torch.cuda.is_available\(\) is False"),
-        memory_budget(GiB, device=torch.device("cuda")),
-    ):
-        pass
-
-
-def test_memory_budget_rejects_a_sample_interval_of_zero() -> None:
-    with (
-        pytest.raises(ValueError, match="sample_interval_s must be > 0"),
-        memory_budget(GiB, device=CPU, sample_interval_s=0),
-    ):
-        pass
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_memory_budget_cuda_limits_allocations_and_restores_the_fraction() -> None:
-    device = torch.device("cuda", torch.cuda.current_device())
-    before = torch.cuda.get_per_process_memory_fraction(device)
-    with memory_budget(GiB, device=device) as budget:
-        assert torch.cuda.get_per_process_memory_fraction(device) < before
-        block = torch.empty(256 * MiB, dtype=torch.uint8, device=device)
-        with pytest.raises(torch.OutOfMemoryError, match="out of memory") as info:
-            torch.empty(2 * GiB, dtype=torch.uint8, device=device)
-        assert is_out_of_memory(info.value)
-        del block
-    assert 256 * MiB <= budget.peak_bytes < GiB
-    assert 0.25 <= budget.peak_fraction < 1.0
-    assert torch.cuda.get_per_process_memory_fraction(device) == before
-    assert torch.empty(2 * GiB, dtype=torch.uint8, device=device).numel() == 2 * GiB
-
-
-@needs_glibc
-def test_budget_docstring_examples_run() -> None:
-    assert doctest.testmod(budget_module).failed == 0
