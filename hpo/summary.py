@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,6 @@ __all__ = [
     "format_table",
     "summarise",
     "trial_row",
-    "write_summary",
 ]
 
 TRIAL_STATES = ("complete", "pruned-oom", "failed")
@@ -116,13 +114,6 @@ def build_summary(config: StudyConfig, rows: Sequence[dict[str, Any]]) -> dict[s
         "ray_experiment": str(paths.experiment.resolve()),
         "trials": list(rows),
     }
-
-
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    """Write `summary` atomically: a reader sees the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def fail_orphaned_trials(config: StudyConfig) -> int:

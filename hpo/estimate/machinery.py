@@ -134,8 +134,9 @@ def measure_machinery(
 def _dry_study(config: StudyConfig, context: DryContext, *, reuse_actors: bool) -> dict:
     import psutil
 
-    from hpo.summary import summarise, write_summary
+    from hpo.summary import summarise
     from hpo.tracking import StudyTracker, check_tracking_uri
+    from trainables.training.files import write_json
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
@@ -159,7 +160,7 @@ def _dry_study(config: StudyConfig, context: DryContext, *, reuse_actors: bool) 
     summary = summarise(config, results)
     with _quiet_logger("hpo.run"):  # "registered ...": the dry study's model is no news
         StudyTracker(config.tracking_uri, config, resume=True).finish(summary, complete=True)
-    write_summary(config.paths.summary, summary)
+    write_json(config.paths.summary, summary)
     finish = time.perf_counter() - tick
     trials = sorted(
         (r.metrics for r in results if r.metrics and "dry_start" in r.metrics),

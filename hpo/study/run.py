@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 from hpo.study.config import StudyConfig
 from hpo.study.tuner import ray_tuner
 from trainables.errors import UserError
+from trainables.training.files import write_json
 
 __all__ = ["run_study"]
 
@@ -76,7 +76,7 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     finally:
         if started_ray:
             ray.shutdown()
-    from hpo.summary import fail_orphaned_trials, summarise, write_summary
+    from hpo.summary import fail_orphaned_trials, summarise
 
     summary = summarise(config, results)
     complete = summary["num_trials"] >= config.num_samples
@@ -91,7 +91,7 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     }
     registered = tracker.finish(summary, complete=complete)
     summary["mlflow"]["registered_model"] = registered
-    write_summary(paths.summary, summary)
+    write_json(paths.summary, summary)
     return summary
 
 
@@ -104,9 +104,7 @@ def _claim(config: StudyConfig, *, resume: bool) -> None:
         return
     _check_new(config)
     paths.root.mkdir(parents=True, exist_ok=True)
-    tmp = paths.settings.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config.to_json(), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, paths.settings)
+    write_json(paths.settings, config.to_json())
 
 
 def _check_new(config: StudyConfig) -> None:

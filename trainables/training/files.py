@@ -24,8 +24,9 @@ def plain(value: Any) -> Any:
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` to `path` as indented, key-sorted JSON."""
-    # Atomic: a run killed while writing leaves no half file that reads as a finished run.
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write `payload` to `path` as indented, key-sorted JSON, atomically: a reader sees the old
+    file or the new one, never half (a run killed while writing leaves no half file that reads
+    as a finished run)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: concurrent writers
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
