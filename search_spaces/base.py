@@ -206,11 +206,15 @@ class SearchSpace:
         return settings
 
     def warm_start_params(self, safety_factor: float) -> dict[str, Any]:
-        """A complete, valid first trial: middle-of-range values with the given safety factor.
+        """A complete, valid first trial: the given safety factor at work, middle-of-range values
+        for the rest.
 
         For Ray's `OptunaSearch(points_to_evaluate=[...])`, which enqueues it in the Optuna
-        study: each suggested parameter takes its value from here. The schedule is `none` when
-        that is searched (a constant batch size), else the first type with middle values.
+        study: each suggested parameter takes its value from here. The train batch size asked
+        for is the top of its range, so that the tuned maximum times the factor sets the batch
+        (a trial keeps a smaller size it asks for, and the factor would then do nothing). The
+        schedule is `none` when that is searched (a constant batch size), else the first type
+        with middle values.
 
         Args:
             safety_factor: The factor to try first, e.g. one recommended from earlier studies;
@@ -232,7 +236,7 @@ class SearchSpace:
         schedule_type = "none" if "none" in self.schedule_type else self.schedule_type[0]
         params: dict[str, Any] = {
             **self.fixed_params(),
-            "batch_size": self.batch_size.middle,
+            "batch_size": self.batch_size.high,
             "eval_multiplier": self.eval_multiplier.middle,
             "safety_factor": float(safety_factor),
             "learning_rate": self.learning_rate.middle,

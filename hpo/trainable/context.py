@@ -38,7 +38,8 @@ class TrialContext:
         default_budget: The default CPU budget the driver fixed for the whole study (available
             memory over `num_concurrent_trials` when the study started), so every trial has the
             same frontier-memo key and the tuner runs once; None: each trial computes it.
-        factor_store_path: The adaptive safety-factor store every tuned trial updates.
+        factor_store_path: The adaptive safety-factor store tuned trials update (see
+            `trainables.training.factors.record_factor_outcome`).
         teacher: kd: the study's teacher checkpoint.
         vgae: curriculum and fusion: the study's VGAE checkpoint.
         gat: fusion: the study's GAT checkpoint.

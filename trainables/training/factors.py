@@ -4,14 +4,21 @@ outcome is recorded under."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import torch
 
 from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
 from trainables.data.cache import default_cache_dir
-from trainables.training.config import TrainConfig
+from trainables.training.config import OomStage, TrainConfig
 
-__all__ = ["DEFAULT_SAFETY_FACTOR", "factor_key", "factor_store", "resolve_safety_factor"]
+__all__ = [
+    "DEFAULT_SAFETY_FACTOR",
+    "factor_key",
+    "factor_store",
+    "record_factor_outcome",
+    "resolve_safety_factor",
+]
 
 logger = logging.getLogger("trainables.train")
 
@@ -47,3 +54,57 @@ def factor_key(config: TrainConfig, device: torch.device) -> SafetyFactorKey:
         device_type=device.type,
         budget_bytes=config.batching.memory_budget or 0,
     )
+
+
+def record_factor_outcome(
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    factor: float,
+    ceiling: int | None,
+    sizes: Sequence[int],
+    peak_fraction: float | None,
+    oom_stage: OomStage | None,
+) -> bool:
+    """Record a tuned run's outcome in the adaptive store when it says something about `factor`.
+
+    The factor sets the train batch to `ceiling` (tuned max x factor) unless the run asked for
+    less; a schedule may then move it (up to the tuned max). An outcome is the factor's when:
+
+    - the largest train batch of the run's schedule is the factor's `ceiling`: its peak (or its
+      out-of-memory error) is what that factor gives;
+    - or the run ran out of memory with every batch below the ceiling: the factor's larger
+      batch would have too.
+
+    Not recorded: a run that stayed within the budget at a batch size it asked for below the
+    ceiling (an HPO trial's own batch size; its low peak says nothing about the factor, and
+    counting it would raise the recommendation toward 1.0 whatever memory the factor's batch
+    takes), a run whose schedule grew past the ceiling, and an out-of-memory error in the
+    tuner, before the factor applied.
+
+    Returns:
+        Whether the outcome was recorded.
+    """
+    oom = oom_stage is not None
+    largest = max(sizes, default=ceiling)
+    if ceiling is None or largest is None or oom_stage == "tuner":
+        reason = "the tuner ran out of memory before the factor applied"
+    elif largest > ceiling:
+        reason = f"the schedule grew the train batch to {largest}, past the factor's {ceiling}"
+    elif largest < ceiling and not oom:
+        reason = f"the run asked for a train batch of {largest}, below the factor's {ceiling}"
+    else:
+        store = factor_store(config)
+        recommended = store.record(
+            factor_key(config, device), factor=factor, peak_fraction=peak_fraction, oom=oom
+        )
+        logger.info(
+            "safety factor %.3f %s: recommendation now %.3f in %s",
+            factor,
+            "ran out of memory" if oom else f"peaked at {peak_fraction:.0%} of the budget",
+            recommended,
+            store.path,
+        )
+        return True
+    logger.info("safety factor %.3f not recorded to the adaptive store: %s", factor, reason)
+    return False

@@ -43,7 +43,7 @@ from trainables.errors import UserError
 from trainables.modes.logging import EpochLogLine
 from trainables.training.callbacks import BatchSizeLearningRate, EpochHistory, StageTracker
 from trainables.training.config import OomStage, RunResult, TrainConfig
-from trainables.training.factors import factor_key, factor_store, resolve_safety_factor
+from trainables.training.factors import record_factor_outcome, resolve_safety_factor
 from trainables.training.files import plain, write_json
 from trainables.training.frontier import tuned_frontier
 from trainables.training.prerequisites import load_vgae, module_factory
@@ -109,6 +109,7 @@ def run_training(
     tuner_seconds = 0.0
     oom_stage: OomStage | None = None
     sizes: list[int] = []
+    ceiling: int | None = None  # tuned max x factor
     val: dict[str, float] = {}
     with _budget(config, device) as budget:
         history.budget = budget
@@ -220,12 +221,15 @@ def run_training(
         oom=oom,
         oom_stage=oom_stage,
     )
-    if batching.tune and factor is not None and budget is not None:
-        factor_store(config).record(
-            factor_key(config, device),
+    if factor is not None and budget is not None:
+        record_factor_outcome(
+            config,
+            device,
             factor=factor,
+            ceiling=ceiling,
+            sizes=sizes,
             peak_fraction=None if oom else budget.peak_fraction,
-            oom=oom,
+            oom_stage=oom_stage,
         )
     write_json(
         run_dir / "config.json",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,12 @@ import torch
 from trainables.batching.adaptive_factor import SafetyFactorStore
 from trainables.data.source import GraphSource
 from trainables.training import DEFAULT_SAFETY_FACTOR, BatchTuning, TrainConfig
-from trainables.training.factors import factor_key, factor_store, resolve_safety_factor
+from trainables.training.factors import (
+    factor_key,
+    factor_store,
+    record_factor_outcome,
+    resolve_safety_factor,
+)
 
 CPU = torch.device("cpu")
 
@@ -53,3 +59,51 @@ def test_factor_key_is_the_budget_asked_for_or_zero_for_the_default(tmp_path: Pa
         "student",
         "cpu",
     )
+
+
+def _record(config: TrainConfig, **outcome: object) -> bool:
+    return record_factor_outcome(config, CPU, factor=0.5, **outcome)  # type: ignore[arg-type]
+
+
+def test_an_outcome_at_the_factors_batch_is_recorded(tmp_path: Path) -> None:
+    config = _config(tmp_path, memory_budget=64 << 20)
+    store, key = factor_store(config), factor_key(config, CPU)
+    # Tuned max 200 x 0.5: the run trained at the factor's 100 and peaked at 45% of the budget.
+    assert _record(config, ceiling=100, sizes=[100, 100], peak_fraction=0.45, oom_stage=None)
+    assert store.num_records(key) == 1
+    assert store.recommend(key, default=0.5) > 0.5  # far below the 90% target: raised
+    # Out of memory at the factor's batch: lowered below the factor that failed.
+    assert _record(config, ceiling=100, sizes=[100], peak_fraction=None, oom_stage="train")
+    assert store.num_records(key) == 2
+    assert store.recommend(key, default=1.0) < 0.5
+
+
+def test_an_outcome_the_factor_did_not_decide_is_not_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = _config(tmp_path, memory_budget=64 << 20)
+    with caplog.at_level(logging.INFO, logger="trainables.train"):
+        # The run asked for 10 graphs, below the factor's 100: its low peak is not the factor's.
+        assert not _record(config, ceiling=100, sizes=[10, 10], peak_fraction=0.05, oom_stage=None)
+        # A schedule grew the batch past the factor's size (up to the tuned max): not its peak,
+        # nor its out-of-memory error.
+        assert not _record(
+            config, ceiling=100, sizes=[100, 200], peak_fraction=0.9, oom_stage=None
+        )
+        assert not _record(
+            config, ceiling=100, sizes=[100, 200], peak_fraction=None, oom_stage="train"
+        )
+        # Out of memory in the tuner: the factor never applied.
+        assert not _record(config, ceiling=None, sizes=[], peak_fraction=None, oom_stage="tuner")
+    assert not (tmp_path / "factors.json").exists()
+    assert "below the factor's 100" in caplog.text
+    assert "past the factor's 100" in caplog.text
+    assert "before the factor applied" in caplog.text
+
+
+def test_out_of_memory_below_the_factors_batch_is_recorded(tmp_path: Path) -> None:
+    # A smaller batch than the factor's ran out of memory: the factor's would have too.
+    config = _config(tmp_path, memory_budget=64 << 20)
+    assert _record(config, ceiling=100, sizes=[10], peak_fraction=None, oom_stage="validation")
+    store, key = factor_store(config), factor_key(config, CPU)
+    assert store.num_records(key) == 1 and store.recommend(key, default=1.0) < 0.5

@@ -230,19 +230,30 @@ def test_tuned_run_keeps_a_smaller_batch_size_asked_for_and_caps_a_larger_one(
     tmp_path: Path, source: GraphSource
 ) -> None:
     # The search's train batch size: kept when it fits, capped at tuned max x factor when not.
-    memo = tmp_path / "frontier.json"
+    memo, factors = tmp_path / "frontier.json", tmp_path / "factors.json"
     small = dataclasses.replace(
-        tuned(source, tmp_path, memory_budget=64 << 20, safety_factor=0.5, memo_path=memo),
+        tuned(
+            source,
+            tmp_path,
+            memory_budget=64 << 20,
+            safety_factor=0.5,
+            memo_path=memo,
+            factor_store_path=factors,
+        ),
         batch_size=5,
         epochs=1,
     )
+    key = SafetyFactorKey("synthetic", "normal", "student", "cpu", 64 << 20)
     kept = run_training(small)
     assert kept.tuned_max_batch_size is not None
     ceiling = max(1, math.floor(kept.tuned_max_batch_size * 0.5))
     assert ceiling > 5 and kept.train_batch_size == 5
     assert kept.history[0]["num_train_batches"] == math.ceil(180 / 5)
+    # Its peak at 5 graphs says nothing about what the factor's batch takes: not recorded.
+    assert SafetyFactorStore(factors).num_records(key) == 0
     capped = run_training(dataclasses.replace(small, batch_size=100_000))
     assert capped.memo_hit and capped.train_batch_size == ceiling
+    assert SafetyFactorStore(factors).num_records(key) == 1
 
 
 def test_tuned_run_explicit_eval_batch_size_wins(tmp_path: Path, source: GraphSource) -> None:
