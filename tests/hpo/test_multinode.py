@@ -87,4 +87,5 @@ def test_study_spans_two_nodes_and_survives_losing_one(
     assert summary["num_complete"] == NUM_SAMPLES and summary["num_failed"] == 0
     # Trials finished on both nodes; the one the dead node was running went to the head.
     nodes = {row["node_id"] for row in summary["trials"]}
+    assert cluster.head_node is not None
     assert nodes == {cluster.head_node.node_id, worker.node_id}

@@ -139,7 +139,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     artifacts = root / "artifacts"
-    curriculum = {"metric": "val_f1", "direction": "max", "artifacts": artifacts}
+    curriculum: dict[str, Any] = {"metric": "val_f1", "direction": "max", "artifacts": artifacts}
     _track_study(
         client,
         "curriculum",

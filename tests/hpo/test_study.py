@@ -299,6 +299,7 @@ def test_oom_study_is_tracked_in_mlflow_as_a_parent_run_with_a_child_per_trial(
     version = client.get_model_version(registered["name"], registered["version"])
     best_child = next(c for c in children if c.data.tags["hpo.trial_id"] == summary["best_trial"])
     assert version.run_id == best_child.info.run_id
+    assert version.description is not None
     assert f"val_f1={summary['best_value']:.4f}" in version.description
 
 

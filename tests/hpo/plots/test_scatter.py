@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import matplotlib.pyplot as plt
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -70,9 +73,11 @@ def test_scatter_matplotlib_draws_the_same_groups() -> None:
     figure = scatter_matplotlib(scatter_trials(_study().get_trials(deepcopy=False)), "val_f1")
     try:
         [axes, _colourbar] = figure.axes
-        labels = [text.get_text() for text in axes.get_legend().get_texts()]
+        legend = axes.get_legend()
+        assert legend is not None
+        labels = [text.get_text() for text in legend.get_texts()]
         sizes = {
-            collection.get_label(): len(collection.get_offsets())
+            collection.get_label(): len(cast("np.ndarray", collection.get_offsets()))
             for collection in axes.collections
         }
     finally:

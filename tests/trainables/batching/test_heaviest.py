@@ -7,6 +7,7 @@ import pytest
 
 from trainables.batching.heaviest import HeaviestWindows, LargestFirst, largest_first
 from trainables.data import CANGraphDataModule, GraphSource
+from trainables.data.datamodule import EpochOrder
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,8 @@ def _loader_batches(dm: CANGraphDataModule, epoch: int, size: int) -> list[np.nd
     """The train_set indices of every batch the real loader serves in `epoch` at `size`."""
     dm.batch_size = size
     loader = dm.train_dataloader()
+    assert isinstance(loader.sampler, EpochOrder)
+    assert loader.batch_sampler is not None
     loader.sampler.set_epoch(epoch)  # what Lightning does at the start of every epoch
     return [np.asarray(b) for b in loader.batch_sampler]
 

@@ -40,7 +40,7 @@ def reference_graphs(
 ) -> list[dict[str, np.ndarray]]:
     """The graph definition written as plain loops: slow, obviously right."""
     index = {int(v): i + 1 for i, v in enumerate(sorted(set(vocab_ids)))}
-    graphs = []
+    graphs: list[dict[str, np.ndarray]] = []
     for start in range(0, len(capture) - window + 1, stride):
         rows = range(start, start + window)
         ids = [int(capture.can_id[r]) for r in rows]

@@ -74,7 +74,8 @@ def test_validation_runs_the_model_once_per_batch(mode: str) -> None:
     forwards = []
     module.model.register_forward_hook(lambda *_: forwards.append(1))
     batches = _batches()
-    loader = DataLoader(batches, batch_size=None)
+    # A list is a map-style dataset at runtime; torch's stubs only accept `Dataset`.
+    loader: DataLoader[Batch] = DataLoader(batches, batch_size=None)  # type: ignore[arg-type]
     trainer = pl.Trainer(
         accelerator="cpu",
         logger=False,

@@ -5,6 +5,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -167,7 +168,7 @@ def test_train_config_validates(kwargs: dict[str, object], message: str) -> None
         TrainConfig(**kwargs)  # type: ignore[arg-type]
 
 
-def tuned(source: GraphSource, tmp_path: Path, **batching: object) -> TrainConfig:
+def tuned(source: GraphSource, tmp_path: Path, **batching: Any) -> TrainConfig:
     return TrainConfig(
         mode="normal",
         size="student",
@@ -175,7 +176,7 @@ def tuned(source: GraphSource, tmp_path: Path, **batching: object) -> TrainConfi
         epochs=2,
         out_dir=tmp_path / "runs",
         batching=BatchTuning(tune=True, **batching),
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_tuned_run_applies_the_factor_exactly_once(tmp_path: Path, source: GraphSource) -> None:

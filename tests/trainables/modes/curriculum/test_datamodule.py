@@ -64,6 +64,7 @@ def test_curriculum_datamodule_loader_serves_this_epochs_sample(
     order = dm.train_order(0)
     assert sorted(order) == sorted(dm.epoch_sample(0))
     assert not np.array_equal(order, np.sort(order))
+    assert loader.batch_sampler is not None
     assert np.array_equal(np.concatenate([np.asarray(b) for b in loader.batch_sampler]), order)
     assert sum(batch.num_graphs for batch in loader) == len(order) == 100
     assert "curriculum epoch 1/5: 50 attack + 50 normal graphs (ratio 1:1.0)" in caplog.text
