@@ -26,7 +26,7 @@ lint: install
 	$(PY) -m ruff format --check .
 
 typecheck: install
-	$(PY) -m mypy hpo search_spaces trainables
+	$(PY) -m mypy hpo search_spaces trainables tests
 
 unit: install
 	$(PY) -m pytest $(PYTEST_ARGS)

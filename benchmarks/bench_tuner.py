@@ -82,8 +82,6 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     result: dict[str, Any] = {"method": args.method or "fixed", "oom": False, "oom_stage": None}
-    pl.seed_everything(0, verbose=False)
-    model = module()
     with memory_budget(parse_size(args.budget), device=torch.device("cpu")) as budget:
         start = time.perf_counter()
         stage = "tuner"
@@ -114,6 +112,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             result.update(tuned=tuned, applied=applied, tuner_seconds=time.perf_counter() - start)
             dm.batch_size = applied
             stage = "train"
+            # Built inside the budget, after the tuner, as `run_training` builds the run's module.
+            pl.seed_everything(0, verbose=False)
+            model = module()
             train_start = time.perf_counter()
             trainer(max_epochs=args.epochs, reload_dataloaders_every_n_epochs=1).fit(
                 model, datamodule=dm

@@ -115,3 +115,24 @@ def test_train_tuner_aim_is_on_unless_turned_off(flag: list[str], aim: bool) -> 
 
     args = build_parser().parse_args(["--mode", "normal", "--tune-batch-size", *flag])
     assert _config_from_args(args).batching.tuner.aim is aim
+
+
+def test_train_at_the_memoised_maximum_holds_for_every_epoch(tmp_path: Path) -> None:
+    # A fresh process that takes the tuned maximum from the memo (as an HPO trial beside the one
+    # that tuned does) trains at it through every epoch. The teacher's optimiser state and
+    # gradients are 15 MiB of this 64 MiB budget: a probe that measured a fresh optimiser's first
+    # step, without them, found 12, and the second epoch at 12 ran out of memory.
+    options: list[str | Path] = [
+        *("--mode", "normal", "--size", "teacher", "--epochs", "2", "--json"),
+        *("--tune-batch-size", "--memory-budget", "64MiB", "--safety-factor", "1.0"),
+        *("--batch-size", "8192", "--frontier-memo", tmp_path / "frontier.json"),
+    ]
+    tuned = train(*options, tmp_path=tmp_path)
+    assert tuned.returncode == 0, tuned.stderr
+    first = json.loads(tuned.stdout)
+    again = train(*options, tmp_path=tmp_path)
+    assert again.returncode == 0, again.stderr
+    second = json.loads(again.stdout)
+    assert not first["memo_hit"] and second["memo_hit"]
+    assert second["batch_sizes_per_epoch"] == [first["tuned_max_batch_size"]] * 2
+    assert (first["oom"], second["oom"]) == (False, False)

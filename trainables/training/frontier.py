@@ -22,7 +22,7 @@ from trainables.batching.frontier import (
     config_fingerprint,
 )
 from trainables.batching.heaviest import HeaviestWindows, largest_first
-from trainables.batching.tuner import find_frontier
+from trainables.batching.tuner import PROBE_VERSION, find_frontier
 from trainables.data.datamodule import CANGraphDataModule
 from trainables.data.graphs import GraphArrays
 from trainables.training.config import TrainConfig
@@ -39,7 +39,7 @@ def tuned_frontier(
     make_module: Any,
     budget: MemoryBudget | None,
     device: torch.device,
-    module: Any,
+    model_config: Any,
 ) -> tuple[Frontier, bool]:
     """The tuned maxima, from the memo when this (architecture, data, device, budget) is known."""
     assert budget is not None and datamodule.train_set is not None
@@ -50,8 +50,9 @@ def tuned_frontier(
             {
                 "mode": config.mode,
                 "size": config.resolved_size,
-                "model": plain(dataclasses.asdict(module.model.config)),
+                "model": plain(dataclasses.asdict(model_config)),
                 "tuner": plain(dataclasses.asdict(config.batching.tuner)),
+                "probe": PROBE_VERSION,
             }
         ),
         # The epochs' training orders decide the heaviest batches the tuner probes.

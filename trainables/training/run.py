@@ -1,13 +1,14 @@
 """`run_training(config)`: one run of any mode, as a plain function (CLI and HPO trials call it).
 
-It builds the data and the model (training first the models a mode depends on, when no
-checkpoint is given) and then, under the memory budget:
+It builds the data (training first the models a mode depends on, when no checkpoint is given)
+and then, under the memory budget:
 
 1. tuner: with `batching.tune`, finds the largest train and eval batch sizes on the worst-case
    batches (or takes them from the frontier memo);
 2. factor: applies `max(1, floor(tuned max x safety factor))` once (or the batch size asked for,
    when that is smaller), derives the eval size, and expands the schedule into one size per epoch;
-3. train, validate and test, verifying every epoch's number of batches.
+3. builds the model (inside the budget, as the tuner's probes build theirs), then trains,
+   validates and tests it, verifying every epoch's number of batches.
 
 An out-of-memory error in any stage ends the run cleanly with `oom=True` and `oom_stage`; any
 other error propagates. Every run writes a new run directory: `model.pt`, `config.json` (every
@@ -40,6 +41,7 @@ from trainables.batching.system_memory import fix_malloc_thresholds
 from trainables.cli import is_interactive
 from trainables.data.datamodule import CANGraphDataModule
 from trainables.errors import UserError
+from trainables.modes.base import DetectionModule
 from trainables.modes.logging import EpochLogLine
 from trainables.training.callbacks import BatchSizeLearningRate, EpochHistory, StageTracker
 from trainables.training.config import OomStage, RunResult, TrainConfig
@@ -97,8 +99,11 @@ def run_training(
         vgae = load_vgae(config, vocab_size, run_dir, prerequisites)
         datamodule.set_difficulty(score_graphs(vgae, datamodule.train_set))
     make_module = module_factory(config, vocab_size, run_dir, prerequisites)
-    pl.seed_everything(config.seed, verbose=False)
-    module = make_module()
+    # The run's module is built inside the budget, after the tuner, as the tuner's probes build
+    # theirs: on CPU its weights count against the budget as theirs did (on CUDA the budget
+    # counts all the device holds anyway). Its architecture comes from one built and dropped here.
+    model_config = make_module().model.config
+    module: DetectionModule | None = None
 
     batching = config.batching
     factor = resolve_safety_factor(config, device) if batching.tune else None
@@ -118,7 +123,7 @@ def run_training(
                 assert factor is not None
                 tuner_start = time.perf_counter()
                 frontier, memo_hit = tuned_frontier(
-                    config, datamodule, make_module, budget, device, module
+                    config, datamodule, make_module, budget, device, model_config
                 )
                 tuner_seconds = time.perf_counter() - tuner_start
                 # Training gets the whole budget: not what the probes freed but glibc keeps.
@@ -142,6 +147,9 @@ def run_training(
             )
             datamodule.batch_sizes_per_epoch = sizes
             _log_applied(config, datamodule, frontier, factor, sizes)
+            stage.stage = "train"
+            pl.seed_everything(config.seed, verbose=False)
+            module = make_module()
             trainer = pl.Trainer(
                 max_epochs=config.epochs,
                 accelerator="auto",
@@ -164,7 +172,6 @@ def run_training(
                     *callbacks,
                 ],
             )
-            stage.stage = "train"
             # Training's randomness (shuffles, dropout) must not depend on whether the tuner
             # probed first: a run replayed from its config.json then trains identically.
             pl.seed_everything(config.seed, verbose=False)
@@ -193,6 +200,7 @@ def run_training(
     if oom:
         val = {}
     if not oom:
+        assert module is not None
         torch.save(module.model.state_dict(), run_dir / "model.pt")
     peak = budget.peak_bytes if budget is not None else None
     result = RunResult(
@@ -201,7 +209,7 @@ def run_training(
         epochs=config.epochs,
         run_dir=run_dir,
         val=val,
-        test={} if oom else module.test_results,
+        test={} if oom or module is None else module.test_results,
         train_batch_size=datamodule.batch_size if not sizes else sizes[0],
         eval_batch_size=datamodule.eval_batch_size,
         batch_sizes_per_epoch=sizes,
@@ -238,7 +246,7 @@ def run_training(
             "size": size,
             "dataset": config.source.dataset_name,
             "vocab_size": vocab_size,
-            "model": plain(dataclasses.asdict(module.model.config)),  # type: ignore[call-overload]
+            "model": plain(dataclasses.asdict(model_config)),  # type: ignore[call-overload]
             "device": device.type,
             "memory_budget_bytes": result.memory_budget_bytes,
             "tuned_max_batch_size": result.tuned_max_batch_size,

@@ -1,7 +1,7 @@
 """Find the largest batch sizes that fit, with Lightning's tuner, on the worst-case batches.
 
-Lightning's `Tuner.scale_batch_size` grows a batch size until it runs out of memory. Two things
-decide whether its answer holds for a whole run, and both are fixed here:
+Lightning's `Tuner.scale_batch_size` grows a batch size until it runs out of memory. Three things
+decide whether its answer holds for a whole run, and all three are fixed here:
 
 - What it probes. It steps through whatever the datamodule serves; shuffled, typical batches
   give a maximum that an epoch meeting the largest graphs first exceeds. Here every probed step
@@ -9,6 +9,10 @@ decide whether its answer holds for a whole run, and both are fixed here:
   heaviest consecutive graphs of the orders its epochs train in, or the largest graphs.
 - What it restores. It checkpoints and restores the model it probes; here the probe runs on a
   throwaway module and trainer, so training starts from a model the tuner never touched.
+- What a step holds. Each probed size runs the first step of a fresh optimiser, whose state
+  (Adam: twice the trained parameters) is allocated only after the backward pass, while a run's
+  later steps, its validation and its test hold that state and the last gradients throughout.
+  Here every probed step has them beside it (`training_state.TrainingState`).
 
 Its `margin` (a hidden 5% reduction in binsearch mode) is set to 0: the trial's safety factor is
 the only factor applied. The eval maximum is probed separately (no gradients: it is larger).
@@ -28,11 +32,21 @@ the line through the answer's own peak has too heavy is not run to be seen faili
 The package's modules, in the order a search uses them: `settings` (`TunerSettings`), `probe`
 (`probe_max_batch_size`, `find_frontier`: the entry points), `search` (one search's steps, aimed
 or Lightning's), `bracket` (what a search has learnt, and the hooks that let it see every
-out-of-memory error inside Lightning's loop).
+out-of-memory error inside Lightning's loop), `training_state` (what each probed step holds
+beside it).
 """
 
-from trainables.batching.tuner.probe import find_frontier, probe_max_batch_size
+from trainables.batching.tuner.probe import PROBE_VERSION, find_frontier, probe_max_batch_size
 from trainables.batching.tuner.search import quiet_trainer
 from trainables.batching.tuner.settings import TunerMode, TunerSettings
+from trainables.batching.tuner.training_state import TrainingState
 
-__all__ = ["TunerMode", "TunerSettings", "find_frontier", "probe_max_batch_size", "quiet_trainer"]
+__all__ = [
+    "PROBE_VERSION",
+    "TrainingState",
+    "TunerMode",
+    "TunerSettings",
+    "find_frontier",
+    "probe_max_batch_size",
+    "quiet_trainer",
+]

@@ -18,6 +18,11 @@ from pytorch_lightning.tuner import batch_size_scaling
 from trainables.batching.heaviest import ProbeDataModule
 from trainables.batching.oom import is_out_of_memory
 from trainables.batching.step_memory import StepMemory
+from trainables.batching.tuner.training_state import (
+    clear_training_state,
+    fill_optimizer_state,
+    hold_training_state,
+)
 
 __all__ = ["Bracket", "Settled", "record_outcome", "search_hooks"]
 
@@ -97,6 +102,8 @@ def search_hooks(
       for an OOM: it bisects down to the largest size that ran in a few steps that run nothing.
       A size at or below one that ran is not run either, and passes. Nor is a size `stop`
       returns True for: it raises `Settled` too.
+    - Each step it runs starts without optimiser state and gradients and allocates them first
+      (`training_state`), inside its measured peak, as every probed step does.
 
     Both swaps are scoped to the probe and undone after.
     """
@@ -116,8 +123,15 @@ def search_hooks(
             return  # a lighter batch of the same graphs than one that ran: it fits
         if stop is not None and stop(size):
             raise Settled(f"batch size {size}: the search stops before it")
+        module = trainer.lightning_module
+        clear_training_state(module, trainer.optimizers)
         try:
-            with record_outcome(bracket, size, meter):
+            with record_outcome(bracket, size, meter), contextlib.ExitStack() as state:
+                # Lightning turns callbacks off in its search: `TrainingState`'s work, here.
+                if probe.for_eval:
+                    state.enter_context(hold_training_state(module))
+                for optimizer in trainer.optimizers:
+                    fill_optimizer_state(optimizer)
                 original_run(trainer, params)
         except MemoryError as error:
             raise torch.OutOfMemoryError(f"out of memory in a probed step: {error!r}") from error

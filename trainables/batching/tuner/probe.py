@@ -21,9 +21,14 @@ from trainables.batching.tuner.settings import TunerSettings
 from trainables.data.dataset import CANGraphDataset
 from trainables.errors import UserError
 
-__all__ = ["find_frontier", "probe_max_batch_size"]
+__all__ = ["PROBE_VERSION", "find_frontier", "probe_max_batch_size"]
 
 logger = logging.getLogger(__name__)
+
+# What a probed step measures; part of the frontier memo's key, so that maxima an earlier probe
+# found are not reused. 2: every step with the optimiser state and gradients of a run's later
+# steps beside it (`TrainingState`).
+PROBE_VERSION = 2
 
 
 def probe_max_batch_size(

@@ -14,6 +14,7 @@ from trainables.batching.oom import is_out_of_memory, release_memory
 from trainables.batching.step_memory import StepMemory, largest_size_within
 from trainables.batching.tuner.bracket import Bracket, record_outcome, search_hooks
 from trainables.batching.tuner.settings import TunerMode, TunerSettings
+from trainables.batching.tuner.training_state import TrainingState, clear_training_state
 from trainables.data.dataset import CANGraphDataset
 
 __all__ = ["Search", "quiet_trainer", "run_once"]
@@ -142,6 +143,9 @@ class Search:
     def run_step(self, size: int) -> int:
         """Run one step of `size` graphs, recorded in the bracket (measured when aimed); an
         out-of-memory error propagates. Returns `size`."""
+        # Last step's gradients go: this one allocates its own, with the optimiser's state, inside
+        # its measured peak (`TrainingState`).
+        clear_training_state(self.module)
         with record_outcome(self.bracket, size, self.meter):
             run_once(
                 self.module,
@@ -275,12 +279,14 @@ def run_once(
     root: str,
 ) -> None:
     """`settings.steps_per_trial` steps of the heaviest batch of `size` graphs, on a fresh
-    trainer: training steps, or evaluation steps `for_eval`."""
+    trainer: training steps, or evaluation steps `for_eval`, each with the optimiser state and
+    gradients a run's steps have beside them (`TrainingState`)."""
     probe = ProbeDataModule(dataset, batch_size=size, for_eval=for_eval)
     trainer = quiet_trainer(
         root,
         limit_train_batches=settings.steps_per_trial,
         limit_val_batches=settings.steps_per_trial if for_eval else 0,
+        callbacks=[TrainingState()],
     )
     if for_eval:
         trainer.validate(module, datamodule=probe, verbose=False)
