@@ -179,11 +179,13 @@ def _batches(
 
 
 def _trainer(timer: pl.Callback, root: str, num_steps: int, *, is_eval: bool) -> pl.Trainer:
-    from trainables.batching.tuner import quiet_trainer
+    from trainables.batching.tuner import TrainingState, quiet_trainer
 
+    # As the tuner's probes do: the first step, and the evaluation, with the optimiser state and
+    # gradients a run's steps hold beside them, so the peaks are the ones the tuner meets.
     return quiet_trainer(
         root,
-        callbacks=[timer],
+        callbacks=[timer, TrainingState()],
         limit_train_batches=0 if is_eval else num_steps,
         limit_val_batches=num_steps if is_eval else 0,
     )
