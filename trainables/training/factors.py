@@ -86,10 +86,9 @@ def record_factor_outcome(
         Whether the outcome was recorded.
     """
     oom = oom_stage is not None
-    largest = max(sizes, default=ceiling)
-    if ceiling is None or largest is None or oom_stage == "tuner":
+    if ceiling is None or oom_stage == "tuner":
         reason = "the tuner ran out of memory before the factor applied"
-    elif largest > ceiling:
+    elif (largest := max(sizes, default=ceiling)) > ceiling:
         reason = f"the schedule grew the train batch to {largest}, past the factor's {ceiling}"
     elif largest < ceiling and not oom:
         reason = f"the run asked for a train batch of {largest}, below the factor's {ceiling}"
