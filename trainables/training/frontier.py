@@ -96,13 +96,19 @@ def train_probe_set(config: TrainConfig, datamodule: CANGraphDataModule) -> Heav
 
 
 def eval_probe_set(datamodule: CANGraphDataModule) -> Any:
-    """The tuner's evaluation probe: every graph validation or testing will see, largest first."""
+    """The tuner's evaluation probe: the graphs validation or testing will see, largest first,
+    as many as the largest of those sets holds.
+
+    No evaluation batch holds more graphs than its set, so a larger eval maximum would change
+    nothing; the probe's whole-set step is at that size, not at all the sets' graphs together.
+    """
     parts = [
         d.graphs.select(d.indices())
         for d in (datamodule.val_set, *datamodule.test_sets.values())
         if d is not None
     ]
-    return largest_first(GraphArrays.concat(parts))
+    largest_set = max((p.num_graphs for p in parts), default=0)
+    return largest_first(GraphArrays.concat(parts), limit=largest_set)
 
 
 def _dataset_fingerprint(config: TrainConfig) -> str:
