@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking store: sqlite:///PATH, http://HOST:PORT, ... (default"
         " sqlite:///<study-dir>/mlflow.db, one store for every study there)",
     )
+    study.add_argument(
+        "--factor-store",
+        type=Path,
+        default=None,
+        help="adaptive safety-factor store that seeds the study's first trial and that tuned"
+        " trials update (default $BATCH_HPO_CACHE or ~/.cache/batch-hpo, safety_factors.json)",
+    )
     study.add_argument("--json", action="store_true", help="print summary.json on stdout")
     add_source_arguments(parser)
     return parser
@@ -212,6 +219,10 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         max_failures=args.max_failures,
         mlflow_uri=args.mlflow_uri,
         dashboard_host=None if args.no_dashboard else args.dashboard_host,
+        # Resolved now, so that --resume and every worker use this store.
+        factor_store_path=(
+            args.factor_store or default_cache_dir() / "safety_factors.json"
+        ).resolve(),
     )
 
 
@@ -239,6 +250,8 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     }
     if args.mlflow_uri is not None:
         changes["mlflow_uri"] = args.mlflow_uri
+    if args.factor_store is not None:
+        changes["factor_store_path"] = args.factor_store.resolve()
     return StudyConfig.from_json(saved, study_dir=study_dir, **changes)
 
 

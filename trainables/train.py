@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="tuned-maximum memo file (default <out>/batch_size_frontier.json)",
     )
+    batch.add_argument(
+        "--factor-store",
+        type=Path,
+        default=None,
+        help="adaptive safety-factor store that --safety-factor auto reads and tuned runs update"
+        " (default $BATCH_HPO_CACHE or ~/.cache/batch-hpo, safety_factors.json)",
+    )
     deps = parser.add_argument_group("models a mode depends on (trained first when omitted)")
     deps.add_argument("--teacher", type=Path, help="kd: teacher GAT run directory or model.pt")
     deps.add_argument("--vgae", type=Path, help="curriculum, fusion: VGAE run dir or model.pt")
@@ -188,6 +195,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         schedule=ConstantSchedule() if args.schedule is None else parse_schedule(args.schedule),
         tuner=tuner,
         memo_path=args.frontier_memo,
+        factor_store_path=args.factor_store,
     )
 
     return TrainConfig(

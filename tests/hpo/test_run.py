@@ -141,3 +141,25 @@ def test_killed_driver_resumes_to_exactly_the_requested_trials(tmp_path: Path) -
     }
     assert set(ended) == set(rows)
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
+
+
+def test_factor_store_option_is_resolved_into_the_study_and_kept_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpo.run import _new_config, _resumed_config, build_parser
+
+    monkeypatch.chdir(tmp_path)
+    study_dir = tmp_path / "studies" / "s"
+    parse = build_parser().parse_args
+    default = _new_config(study_dir, parse(["--space", "normal"]))
+    assert default.factor_store_path == Path(os.environ["BATCH_HPO_CACHE"]) / "safety_factors.json"
+    config = _new_config(study_dir, parse(["--space", "normal", "--factor-store", "f.json"]))
+    assert config.factor_store_path == tmp_path / "f.json"  # absolute: workers run elsewhere
+    study_dir.mkdir(parents=True)
+    (study_dir / "study.json").write_text(json.dumps(config.to_json()))
+    resumed = _resumed_config(study_dir, parse(["--space", "normal", "--resume"]))
+    assert resumed.factor_store_path == tmp_path / "f.json"
+    moved = _resumed_config(
+        study_dir, parse(["--space", "normal", "--resume", "--factor-store", "g.json"])
+    )
+    assert moved.factor_store_path == tmp_path / "g.json"

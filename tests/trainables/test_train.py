@@ -117,6 +117,15 @@ def test_train_tuner_aim_is_on_unless_turned_off(flag: list[str], aim: bool) -> 
     assert _config_from_args(args).batching.tuner.aim is aim
 
 
+@pytest.mark.parametrize("flag", [[], ["--factor-store", "elsewhere/factors.json"]])
+def test_train_factor_store_option_names_the_adaptive_store(flag: list[str]) -> None:
+    from trainables.train import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["--mode", "normal", "--safety-factor", "auto", *flag])
+    expected = Path(flag[-1]) if flag else None  # None: the cache folder's store
+    assert _config_from_args(args).batching.factor_store_path == expected
+
+
 def test_train_at_the_memoised_maximum_holds_for_every_epoch(tmp_path: Path) -> None:
     # A fresh process that takes the tuned maximum from the memo (as an HPO trial beside the one
     # that tuned does) trains at it through every epoch. The teacher's optimiser state and
