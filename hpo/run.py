@@ -124,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     study_dir = _study_dir(args)
     config = _resumed_config(study_dir, args) if args.resume else _new_config(study_dir, args)
+    if config.tune_batch_size and config.factor_store_path is not None:
+        from trainables.batching.adaptive_factor import SafetyFactorStore
+
+        # Trials read and update it: a damaged store stops the study before anything is made.
+        SafetyFactorStore(config.factor_store_path).entries()
     from hpo.study import run_study
 
     summary = run_study(config, resume=args.resume)
@@ -238,6 +243,8 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         raise UserError(f"--resume: {study_dir} holds no study (no study.json)") from None
     except ValueError as err:
         raise UserError(f"--resume: {settings} is not a study's settings ({err})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("space"), dict):
+        raise UserError(f"--resume: {settings} is not a study's settings (no space object)")
     if saved.get("space", {}).get("name") != args.space:
         raise UserError(
             f"--resume: {study_dir} is a study of space {saved.get('space', {}).get('name')!r},"
@@ -252,7 +259,11 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         changes["mlflow_uri"] = args.mlflow_uri
     if args.factor_store is not None:
         changes["factor_store_path"] = args.factor_store.resolve()
-    return StudyConfig.from_json(saved, study_dir=study_dir, **changes)
+    try:
+        return StudyConfig.from_json(saved, study_dir=study_dir, **changes)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        problem = f"no {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
+        raise UserError(f"--resume: {settings} is not a study's settings ({problem})") from None
 
 
 def _default_num_messages() -> int:

@@ -163,3 +163,32 @@ def test_factor_store_option_is_resolved_into_the_study_and_kept_on_resume(
         study_dir, parse(["--space", "normal", "--resume", "--factor-store", "g.json"])
     )
     assert moved.factor_store_path == tmp_path / "g.json"
+
+
+@pytest.mark.parametrize(
+    ("store", "settings", "message"),
+    [
+        ('{"format": "batch-hpo safety-factor store", "entr', None, "store.json: not valid JSON"),
+        (None, "[1, 2]", "study.json is not a study's settings (no space object)"),
+        (None, '{"space": {"name": "normal"}}', "study.json is not a study's settings"),
+    ],
+)
+def test_hpo_run_rejects_a_damaged_store_or_study_before_starting(
+    tmp_path: Path, store: str | None, settings: str | None, message: str
+) -> None:
+    studies = tmp_path / "studies"
+    args = ["--space", "normal", "--smoke-test", "--study-dir", str(studies)]
+    if store is not None:
+        (tmp_path / "store.json").write_text(store)
+        args += ["--factor-store", str(tmp_path / "store.json")]
+    if settings is not None:
+        (studies / "s").mkdir(parents=True)
+        (studies / "s" / "study.json").write_text(settings)
+        args += ["--study-name", "s", "--resume"]
+    result = _hpo_run(*args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    # Nothing was started: no new study, no MLflow store, the files as they were.
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["store.json"] if store is not None else ["studies", "s", "study.json"]
+    )

@@ -205,6 +205,7 @@ class SafetyFactorStore:
             raise ValueError(f"peak_fraction must be a finite number >= 0, got {peak_fraction=}")
 
         def add_outcome(entries: dict[str, Any]) -> float:
+            self._check(entries)
             entry = entries.setdefault(
                 canonical_key(key),
                 {"recommended": factor, "velocity": 0.0, "num_records": 0, "num_ooms": 0},
@@ -225,10 +226,37 @@ class SafetyFactorStore:
 
     def recommend(self, key: SafetyFactorKey, *, default: float) -> float:
         """The recommended factor for `key`, or `default` where nothing was recorded for it."""
-        entry = self._file.read().get(canonical_key(key))
+        entry = self.entries().get(canonical_key(key))
         return default if entry is None else float(entry["recommended"])
 
     def num_records(self, key: SafetyFactorKey) -> int:
         """How many outcomes were recorded for `key`."""
-        entry = self._file.read().get(canonical_key(key))
+        entry = self.entries().get(canonical_key(key))
         return 0 if entry is None else int(entry["num_records"])
+
+    def entries(self) -> dict[str, Any]:
+        """Every key's entry, checked: a run reads the store before it starts, so a damaged file
+        stops it there (exit 2, the file named), not after training.
+
+        Raises:
+            UserError: The file is not a store, or an entry is damaged.
+        """
+        return self._check(self._file.read())
+
+    def _check(self, entries: dict[str, Any]) -> dict[str, Any]:
+        for name, entry in entries.items():
+            fields = entry if isinstance(entry, dict) else {}
+            numbers = [fields.get(k) for k in ("recommended", "velocity")]
+            counts = [fields.get(k) for k in ("num_records", "num_ooms")]
+            if not (
+                all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in numbers
+                )
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts)
+            ):
+                raise UserError(
+                    f"{self.path}: damaged entry {name}; move the file away or delete it to"
+                    f" start a new {self.FORMAT_NAME} file"
+                )
+        return entries

@@ -94,9 +94,18 @@ class LockedJsonFile:
             UserError: The file is not one of these files (names the file and how to fix it).
         """
         try:
-            text = self.path.read_text()
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return {}
+        except IsADirectoryError:
+            raise UserError(f"{self.path}: a directory, not a {self.format_name} file") from None
+        except UnicodeDecodeError:
+            raise UserError(
+                f"{self.path}: not a {self.format_name} file (not UTF-8 text); move it away or"
+                f" delete it to start a new {self.format_name} file"
+            ) from None
+        except OSError as exc:
+            raise UserError(f"{self.path}: cannot read it ({exc.strerror})") from None
         return self._parse(text)
 
     def update(self, mutate: Callable[[dict[str, Any]], T]) -> T:

@@ -29,9 +29,10 @@ def resolve_safety_factor(config: TrainConfig, device: torch.device) -> float:
     """The run's safety factor: the one asked for, or with `auto` the adaptive store's
     recommendation for this run's key (`DEFAULT_SAFETY_FACTOR` before any outcome)."""
     factor = config.batching.safety_factor
-    if factor != "auto":
-        return float(factor)
     store = factor_store(config)
+    if factor != "auto":
+        store.entries()  # the run records to it at the end: a damaged store stops it now
+        return float(factor)
     recommended = store.recommend(factor_key(config, device), default=DEFAULT_SAFETY_FACTOR)
     logger.info("safety factor auto: %.3f from %s", recommended, store.path)
     return recommended

@@ -229,16 +229,6 @@ def run_training(
         oom=oom,
         oom_stage=oom_stage,
     )
-    if factor is not None and budget is not None:
-        record_factor_outcome(
-            config,
-            device,
-            factor=factor,
-            ceiling=ceiling,
-            sizes=sizes,
-            peak_fraction=None if oom else budget.peak_fraction,
-            oom_stage=oom_stage,
-        )
     write_json(
         run_dir / "config.json",
         {
@@ -259,6 +249,17 @@ def run_training(
         },
     )
     write_json(run_dir / "metrics.json", {**result.to_json(), "history": history.epochs})
+    # After the run's own files: whatever happens to the shared store, the run is kept.
+    if factor is not None and budget is not None:
+        record_factor_outcome(
+            config,
+            device,
+            factor=factor,
+            ceiling=ceiling,
+            sizes=sizes,
+            peak_fraction=None if oom else budget.peak_fraction,
+            oom_stage=oom_stage,
+        )
     if oom:
         logger.info(
             "run %s ended out of memory (%s) in %.1f s", run_dir, oom_stage, result.seconds

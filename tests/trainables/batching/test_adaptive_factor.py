@@ -227,3 +227,32 @@ def test_default_budget_key_is_its_own_entry(tmp_path: Path) -> None:
     assert store.num_records(default) == 1
     assert store.num_records(explicit) == 0
     assert store.recommend(default, default=0.9) < 0.5
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"recommended": "x", "velocity": 0.0, "num_records": 1, "num_ooms": 0},
+        {"recommended": 0.8, "velocity": None, "num_records": 1, "num_ooms": 0},
+        {"recommended": 0.8, "velocity": 0.0, "num_records": -1, "num_ooms": 0},
+        {"recommended": 0.8, "velocity": 0.0},
+        [0.8],
+    ],
+)
+def test_safety_factor_store_names_a_damaged_entry_and_leaves_the_file(
+    tmp_path: Path, entry: object
+) -> None:
+    store = SafetyFactorStore(tmp_path / "factors.json")
+    store.record(KEY, factor=0.8, peak_fraction=0.5, oom=False)
+    data = json.loads(store.path.read_text())
+    data["entries"]["damaged"] = entry
+    store.path.write_text(json.dumps(data))
+    before = store.path.read_bytes()
+    for use in (
+        store.entries,
+        lambda: store.recommend(OTHER_KEY, default=0.9),
+        lambda: store.record(OTHER_KEY, factor=0.8, peak_fraction=0.5, oom=False),
+    ):
+        with pytest.raises(UserError, match=r"factors.json: damaged entry damaged; move"):
+            use()
+    assert store.path.read_bytes() == before

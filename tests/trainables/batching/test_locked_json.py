@@ -66,6 +66,17 @@ def test_locked_json_file_rejects_files_it_did_not_write(
         LockedJsonFile(path, format_name="demo").read()
 
 
+def test_locked_json_file_names_a_directory_or_binary_file(tmp_path: Path) -> None:
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(UserError, match=r"dir.json: a directory, not a demo file"):
+        LockedJsonFile(tmp_path / "dir.json", format_name="demo").read()
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(UserError, match=r"binary.json: not a demo file \(not UTF-8 text\)"):
+        LockedJsonFile(binary, format_name="demo").update(lambda entries: None)
+    assert binary.read_bytes() == b"\xff\xfe\x00"
+
+
 def test_file_lock_excludes_other_open_files(tmp_path: Path) -> None:
     lock_path = tmp_path / "x.lock"
     # flock belongs to the open file, so a second open conflicts as another process would.

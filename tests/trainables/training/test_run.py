@@ -330,3 +330,17 @@ def test_reading_the_frozen_config_back_reproduces_the_run(
     assert again.val == pytest.approx(first.val)
     with pytest.raises(UserError, match=r"--config .*: not a run's config.json"):
         TrainConfig.reproducing(tmp_path / "nothing-here")
+
+
+def test_a_damaged_factor_store_stops_a_tuned_run_before_training(
+    tmp_path: Path, source: GraphSource
+) -> None:
+    store = tmp_path / "factors.json"
+    store.write_text('{"version": 1, "entr')
+    config = tuned(
+        source, tmp_path, memory_budget=64 << 20, safety_factor=0.8, factor_store_path=store
+    )
+    with pytest.raises(UserError, match=r"factors\.json: not valid JSON"):
+        run_training(config)
+    assert not list((tmp_path / "runs").glob("*/model.pt"))  # no training ran, to be lost
+    assert store.read_text() == '{"version": 1, "entr'
