@@ -2,7 +2,8 @@
 
 `summary.json` holds `space`, `study`, `metric`, `direction`, `num_trials`, `num_complete`,
 `num_pruned_oom`, `num_failed`, `best_value`, `best_config`, `best_trial`, where the results
-are, and `trials`: per trial its `trial_id`, `state` (`complete`, `pruned-oom` or `failed`),
+are, and `trials`: per trial its `trial_id`, `state` (`complete`, `pruned-oom`, `failed`, or
+`interrupted`: started or pending when the study was stopped, run again by `--resume`),
 `oom_stage`, `config` (its parameters), the applied `train_batch_size` and `eval_batch_size`,
 `metric` (the value it ended with; None for OOM and failed trials), `epochs` run, `run_dir`.
 """
@@ -31,7 +32,7 @@ __all__ = [
     "trial_row",
 ]
 
-TRIAL_STATES = ("complete", "pruned-oom", "failed")
+TRIAL_STATES = ("complete", "pruned-oom", "failed", "interrupted")
 
 
 def finite(value: Any) -> float | None:
@@ -54,6 +55,10 @@ def trial_row(
         state = "failed"
     elif is_oom_result(metrics):
         state = "pruned-oom"
+    elif not metrics.get("done"):
+        # Ray marks a trial's last result done when it ends (trained to the end, or stopped by
+        # the scheduler); without that, the study was stopped before the trial ended.
+        state = "interrupted"
     else:
         state = "complete"
     applied = metrics.get("applied_train_batch_size", metrics.get("train_batch_size"))
@@ -102,7 +107,9 @@ def build_summary(config: StudyConfig, rows: Sequence[dict[str, Any]]) -> dict[s
         "metric": space.metric,
         "direction": space.direction,
         "num_samples": config.num_samples,
-        "num_trials": len(rows),
+        # The trials that ended; interrupted ones run again when the study is resumed.
+        "num_trials": sum(r["state"] != "interrupted" for r in rows),
+        "num_interrupted": sum(r["state"] == "interrupted" for r in rows),
         "num_complete": sum(r["state"] == "complete" for r in rows),
         "num_pruned_oom": sum(r["state"] == "pruned-oom" for r in rows),
         "num_failed": sum(r["state"] == "failed" for r in rows),
@@ -162,6 +169,7 @@ def format_table(summary: dict[str, Any]) -> str:
     out.append(
         f"{summary['num_trials']} trials: {summary['num_complete']} complete,"
         f" {summary['num_pruned_oom']} pruned (out of memory), {summary['num_failed']} failed"
+        + (f", {summary['num_interrupted']} interrupted" if summary["num_interrupted"] else "")
     )
     if summary["best_config"] is not None:
         out.append(

@@ -260,6 +260,17 @@ class StudyTracker:
             self.client.create_registered_model(
                 name, description=f"best models of {space.name} studies on {space.dataset}"
             )
+        for earlier in self.client.search_model_versions(f"name = '{name}'"):
+            tags = earlier.tags
+            if tags.get("hpo.study") == self.config.name and tags.get("hpo.trial_id") == best:
+                # Resuming a study that had finished: its best model is registered already.
+                logger.info(
+                    "%s version %s is this study's best model already (trial %s)",
+                    name,
+                    earlier.version,
+                    best,
+                )
+                return {"name": name, "version": str(earlier.version)}
         source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
         version = self.client.create_model_version(
             name,

@@ -177,9 +177,11 @@ def test_study_config_rejects_bad_settings(
         StudyConfig(space=get_space("normal"), study_dir=tmp_path, **changes)
 
 
-def test_trial_rows_classify_complete_oom_and_failed() -> None:
+def test_trial_rows_classify_complete_oom_failed_and_interrupted() -> None:
     config = {"batch_size": 64, "safety_factor": 0.5}
-    done = trial_row("a", config, {"val_f1": 0.9, "train_batch_size": 32}, None, "val_f1")
+    done = trial_row(
+        "a", config, {"val_f1": 0.9, "train_batch_size": 32, "done": True}, None, "val_f1"
+    )
     oom = trial_row(
         "b",
         config,
@@ -191,18 +193,29 @@ def test_trial_rows_classify_complete_oom_and_failed() -> None:
     assert (done["state"], done["metric"], done["train_batch_size"]) == ("complete", 0.9, 32)
     assert (oom["state"], oom["oom_stage"], oom["metric"]) == ("pruned-oom", "validation", None)
     assert (failed["state"], failed["metric"], failed["error"]) == ("failed", None, "last line")
+    # Stopped mid-run (an epoch reported, not done) or before it started (no result at all).
+    running = trial_row("d", config, {"val_f1": 0.7, "epoch": 1}, None, "val_f1")
+    pending = trial_row("e", config, {}, None, "val_f1")
+    assert (running["state"], running["metric"]) == ("interrupted", None)
+    assert pending["state"] == "interrupted"
 
 
 def test_summary_picks_the_best_by_direction(tmp_path: Path) -> None:
     rows = [
-        trial_row("a", {"x": 1}, {"val_loss": 0.5}, None, "val_loss"),
-        trial_row("b", {"x": 2}, {"val_loss": 0.2}, None, "val_loss"),
+        trial_row("a", {"x": 1}, {"val_loss": 0.5, "done": True}, None, "val_loss"),
+        trial_row("b", {"x": 2}, {"val_loss": 0.2, "done": True}, None, "val_loss"),
         trial_row("c", {"x": 3}, {"val_loss": -math.inf, "oom": True}, None, "val_loss"),
+        trial_row("d", {"x": 4}, {"val_loss": 0.1, "epoch": 1}, None, "val_loss"),
     ]
     space = get_space("normal").with_overrides(metric="val_loss", direction="min")
     summary = build_summary(StudyConfig(space=space, study_dir=tmp_path), rows)
     assert (summary["best_trial"], summary["best_value"]) == ("b", 0.2)
     assert (summary["num_complete"], summary["num_pruned_oom"]) == (2, 1)
+    # The interrupted trial's 0.1 is not a result, and it is not counted as ended.
+    assert (summary["num_trials"], summary["num_interrupted"]) == (3, 1)
+    assert "3 trials: 2 complete, 1 pruned (out of memory), 0 failed, 1 interrupted" in (
+        format_table(summary)
+    )
 
 
 def test_new_study_is_warm_started_from_the_factor_store_and_runs_under_asha(

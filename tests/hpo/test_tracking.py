@@ -105,6 +105,10 @@ def test_study_tracked_on_a_real_mlflow_server(
     }
     [version] = client.search_model_versions("name = 'autoencoder-synthetic'")
     assert version.run_id == best.info.run_id
+    # Resuming the finished study registers nothing new: a study has one version.
+    again = run_study(config, resume=True)
+    assert again["mlflow"]["registered_model"] == summary["mlflow"]["registered_model"]
+    assert len(client.search_model_versions("name = 'autoencoder-synthetic'")) == 1
     assert ui_command(mlflow_server) == f"open {mlflow_server} in a browser"
 
 
