@@ -43,14 +43,20 @@ class Prerequisites:
     gat: Path | None = None
 
 
-def prepare_data(source: GraphSource, *, seed: int) -> dict[str, int]:
-    """Build (or load from the cache) every split of `source` once; return graph counts."""
+def prepare_data(source: GraphSource, *, seed: int, mode: str) -> dict[str, int]:
+    """Build (or load from the cache) every split of `source` once; return graph counts.
+
+    Raises:
+        UserError: The training split has nothing `mode` can train on (every trial would fail).
+    """
     from trainables.data.datamodule import CANGraphDataModule
+    from trainables.training.run import check_trainable
 
     start = time.perf_counter()
     datamodule = CANGraphDataModule(source, seed=seed)
     datamodule.setup("fit")
     assert datamodule.train_set is not None and datamodule.val_set is not None
+    check_trainable(mode, source, datamodule.train_set.labels)
     counts = {
         "train": len(datamodule.train_set),
         "val": len(datamodule.val_set),

@@ -45,7 +45,7 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     check_tracking_uri(config.tracking_uri)
     # Data and resources first: a bad --data-dir or --gpus-per-trial is an error before the
     # study directory exists.
-    prepare_data(config.source, seed=config.seed)
+    prepare_data(config.source, seed=config.seed, mode=config.space.mode)
     started_ray = False
     if not ray.is_initialized():
         from hpo.monitoring import init_ray

@@ -192,3 +192,22 @@ def test_hpo_run_rejects_a_damaged_store_or_study_before_starting(
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
         ["store.json"] if store is not None else ["studies", "s", "study.json"]
     )
+
+
+def test_hpo_run_rejects_data_its_mode_cannot_train_on_before_any_trial(tmp_path: Path) -> None:
+    from tests.trainables.data.helpers import ctt_rows, write_csv
+
+    folder = tmp_path / "data" / "clean" / "train_01_attack_free"
+    folder.mkdir(parents=True)
+    write_csv(folder / "a.csv", ctt_rows(2000, seed=1))
+    studies = tmp_path / "studies"
+    result = _hpo_run(
+        *("--space", "normal", "--smoke-test", "--study-dir", str(studies)),
+        *("--data-dir", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache")),
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--mode normal is supervised but the training split of clean has no attack graphs" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr and " trial " not in result.stderr
+    assert not list(studies.glob("*/study.json"))  # no study was started

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -40,6 +41,7 @@ from trainables.batching.safety_factor import apply_safety_factor, resolve_eval_
 from trainables.batching.system_memory import fix_malloc_thresholds
 from trainables.cli import is_interactive
 from trainables.data.datamodule import CANGraphDataModule
+from trainables.data.source import GraphSource
 from trainables.errors import UserError
 from trainables.modes.base import DetectionModule
 from trainables.modes.logging import EpochLogLine
@@ -85,11 +87,7 @@ def run_training(
     datamodule = build_datamodule(config)
     datamodule.setup("fit")
     assert datamodule.vocab is not None and datamodule.train_set is not None
-    if config.mode != "autoencoder" and not datamodule.train_set.labels.any():
-        raise UserError(
-            f"--mode {config.mode} is supervised but the training split of "
-            f"{config.source.dataset_name} has no attack graphs"
-        )
+    check_trainable(config.mode, config.source, datamodule.train_set.labels)
     vocab_size = len(datamodule.vocab)
     prerequisites: dict[str, str] = {}
     if config.mode == "curriculum":
@@ -272,6 +270,19 @@ def run_training(
             " ".join(f"val_{k} {v:.4f}" for k, v in val.items()),
         )
     return result
+
+
+def check_trainable(mode: str, source: GraphSource, labels: np.ndarray) -> None:
+    """Stop a run whose training split (the graphs' labels, 1 = attack) has nothing `mode`
+    trains on: no graphs, no attack graphs for a supervised mode, no normal ones for the
+    autoencoder (trained on normal traffic only)."""
+    where = f"the training split of {source.dataset_name}"
+    if mode == "autoencoder" and (labels == 1).all():
+        raise UserError(f"--mode autoencoder trains on normal graphs but {where} has none")
+    if len(labels) == 0:
+        raise UserError(f"{where} has no graphs (fewer messages than --window?)")
+    if mode != "autoencoder" and not labels.any():
+        raise UserError(f"--mode {mode} is supervised but {where} has no attack graphs")
 
 
 def build_datamodule(config: TrainConfig) -> CANGraphDataModule:

@@ -135,20 +135,31 @@ def test_run_training_rejects_mismatched_checkpoints(tmp_path: Path, source: Gra
         )
 
 
-def test_run_training_supervised_needs_attack_graphs(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "attack_every", "message"),
+    [
+        ("normal", 0, "--mode normal is supervised but the training split of clean has no attack"),
+        ("autoencoder", 1, "--mode autoencoder trains on normal graphs but the training split"),
+    ],
+)
+def test_run_training_needs_graphs_its_mode_trains_on(
+    tmp_path: Path, mode: str, attack_every: int, message: str
+) -> None:
     folder = tmp_path / "data" / "clean" / "train_01_attack_free"
     folder.mkdir(parents=True)
-    write_csv(folder / "a.csv", ctt_rows(2000, seed=1))
+    write_csv(folder / "a.csv", ctt_rows(2000, seed=1, attack_every=attack_every))
     source = GraphSource(data_dir=tmp_path / "data", cache_dir=tmp_path / "c")
-    with pytest.raises(
-        UserError,
-        match="--mode normal is supervised but the training split of clean has no attack graphs",
-    ):
+    with pytest.raises(UserError, match=message):
         run_training(
             TrainConfig(
-                mode="normal", size="student", source=source, epochs=1, out_dir=tmp_path / "runs"
+                mode=mode,  # type: ignore[arg-type]
+                size="student",
+                source=source,
+                epochs=1,
+                out_dir=tmp_path / "runs",
             )
         )
+    assert not list((tmp_path / "runs").glob("*/metrics.json"))
 
 
 @pytest.mark.parametrize(
