@@ -145,3 +145,39 @@ def test_train_at_the_memoised_maximum_holds_for_every_epoch(tmp_path: Path) -> 
     assert not first["memo_hit"] and second["memo_hit"]
     assert second["batch_sizes_per_epoch"] == [first["tuned_max_batch_size"]] * 2
     assert (first["oom"], second["oom"]) == (False, False)
+
+
+@pytest.mark.parametrize(
+    "case", ["teacher-text", "teacher-bytes", "teacher-config", "out-file", "cache-file"]
+)
+def test_train_names_a_bad_file_or_folder_and_exits_2(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainables.cli import run_cli
+    from trainables.train import main
+
+    junk = tmp_path / "junk"
+    junk.write_text("not a checkpoint\n")
+    args = ["--mode", "kd", "--epochs", "1", "--num-messages", "30000"]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "runs")]
+    if case.startswith("teacher-") and case != "teacher-config":
+        weights = tmp_path / "model.pt"
+        weights.write_text("hello world" if case == "teacher-text" else "junk")
+        args += ["--teacher", str(weights)]
+        message = f"checkpoint {weights} is not a weights-only state dict"
+    elif case == "teacher-config":
+        run = tmp_path / "teacher"
+        run.mkdir()
+        (run / "model.pt").write_bytes(b"")
+        (run / "config.json").write_text('{"mode": "norm')
+        args += ["--teacher", str(run)]
+        message = f"checkpoint {run}: {run / 'config.json'} is not valid JSON"
+    elif case == "out-file":
+        args += ["--out", str(junk / "runs")]
+        message = f"--out {junk / 'runs'}: {junk} is a file, not a folder"
+    else:
+        args += ["--cache-dir", str(junk)]
+        message = f"graph cache {junk} is a file, not a folder"
+    assert run_cli(main, args) == 2
+    assert message in capsys.readouterr().err
+    assert junk.read_text() == "not a checkpoint\n"

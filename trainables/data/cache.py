@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from trainables.data.graphs import GraphArrays
+from trainables.errors import UserError
 
 __all__ = ["FORMAT_VERSION", "GraphCache", "default_cache_dir", "file_signature"]
 
@@ -64,6 +65,12 @@ class GraphCache:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        for folder in (self.root, self.root / "graphs"):
+            if folder.exists() and not folder.is_dir():
+                raise UserError(
+                    f"graph cache {folder} is a file, not a folder; give --cache-dir a folder"
+                    " (or --no-cache)"
+                )
 
     @staticmethod
     def key(**parts: Any) -> str:

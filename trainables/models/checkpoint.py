@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -75,7 +76,14 @@ def load_weights(model: ModuleT, path: str | os.PathLike[str]) -> ModuleT:
         raise UserError(f"checkpoint {file} does not exist; check the path")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        KeyError,  # text, not a pickle: torch reads its first byte as an opcode
+        struct.error,  # a few bytes, not a pickle
+    ) as error:
         # torch's own message runs to paragraphs of advice on weights_only; its first line is
         # the part that says what failed.
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]

@@ -142,7 +142,13 @@ def _checkpoint_files(path: Path, mode: Mode, size: ModelSize) -> tuple[Path, Mo
         raise UserError(f"checkpoint {path}: no such file (give a run directory or a model.pt)")
     config_file = weights.parent / "config.json"
     if config_file.is_file():
-        saved = json.loads(config_file.read_text())
+        try:
+            saved = json.loads(config_file.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            message = f"checkpoint {path}: {config_file} is not valid JSON ({err})"
+            raise UserError(message) from None
+        if not isinstance(saved, dict):
+            raise UserError(f"checkpoint {path}: {config_file} is not a run's config")
         kind = "a VGAE (autoencoder)" if mode == "autoencoder" else "a GAT"
         saved_mode = saved.get("mode")
         if (mode == "autoencoder") != (saved_mode == "autoencoder") or saved_mode == "fusion":
