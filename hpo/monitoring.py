@@ -16,11 +16,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 from typing import Any
 
 from ray.tune import Callback
 
 from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+from trainables.errors import UserError
 
 __all__ = ["StudyMetrics", "exposure_warning", "init_ray"]
 
@@ -119,6 +121,27 @@ def exposure_warning(dashboard_host: str | None) -> str | None:
     )
 
 
+def check_reachable(address: str, *, timeout_s: float = 5.0) -> None:
+    """Fail at once where nothing listens at a `host:port` (or `ray://host:port`) cluster
+    address; Ray itself retries a wrong one for minutes. `auto` is left to Ray.
+
+    Raises:
+        UserError: The address is malformed or nothing accepts a connection there.
+    """
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        raise UserError(
+            f"--address {address}: no Ray cluster answers there ({err.strerror or err}); start"
+            " one with `ray start --head` or check the address"
+        ) from None
+
+
 def init_ray(address: str | None, *, dashboard_host: str | None) -> None:
     """Start a local Ray instance, or join the cluster at `address`, and say how to watch it.
 
@@ -142,9 +165,15 @@ def init_ray(address: str | None, *, dashboard_host: str | None) -> None:
         kwargs["include_dashboard"] = dashboard_host is not None
         if dashboard_host is not None:
             kwargs["dashboard_host"] = dashboard_host
+    if address is not None:
+        check_reachable(address)
     # "local": a new instance even where `ray start` left a cluster behind (plain `None` would
     # join whatever /tmp/ray/ray_current_cluster names).
-    context = ray.init(address=address or "local", **kwargs)
+    try:
+        context = ray.init(address=address or "local", **kwargs)
+    except ConnectionError as err:  # e.g. --address auto with no cluster on this machine
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"--address {address}: {first}") from None
     url = context.dashboard_url
     if url:
         logger.info(

@@ -46,6 +46,14 @@ def _hpo_run(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
             ["--space", "kd", "--data-dir", "/nonexistent/captures", "--dataset", "x"],
             "/nonexistent/captures",
         ),
+        (
+            ["--space", "normal", "--smoke-test", "--address", "127.0.0.1:1"],
+            "--address 127.0.0.1:1: no Ray cluster answers there",
+        ),
+        (
+            ["--space", "normal", "--smoke-test", "--address", "headnode"],
+            "--address headnode: expected auto, HOST:PORT or ray://HOST:PORT",
+        ),
     ],
 )
 def test_hpo_run_says_what_is_wrong_and_exits_2(

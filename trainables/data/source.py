@@ -63,6 +63,11 @@ class GraphSource:
 
     def __post_init__(self) -> None:
         validate_window(self.window, self.stride)
+        if self.data_dir is None and self.dataset not in (None, SYNTHETIC_DATASET):
+            raise UserError(
+                f"--dataset {self.dataset} needs --data-dir, the folder that holds it (without"
+                " --data-dir, synthetic traffic is generated)"
+            )
         if self.data_dir is None and self.num_messages < 10 * self.window:
             raise UserError(
                 f"--num-messages must be >= 10 x --window ({10 * self.window}) for "

@@ -65,6 +65,7 @@ def test_build_text_summary(tmp_path: Path) -> None:
     [
         (["--data-dir", "/nonexistent/dir"], "--data-dir /nonexistent/dir: no such directory"),
         (["--window", "1"], "--window must be an integer >= 2"),
+        (["--dataset", "hcrl_sa"], "--dataset hcrl_sa needs --data-dir, the folder that holds"),
     ],
 )
 def test_build_bad_option_exits_2_without_traceback(
