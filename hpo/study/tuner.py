@@ -115,6 +115,9 @@ def _searcher(config: StudyConfig) -> Any:
 
     from hpo.searcher import OOMAwareOptunaSearch
 
+    # Optuna's own INFO lines ("A new study created in RDB ...") are not in the study's log
+    # format, and the study logs its start itself.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = config.space
     storage = optuna.storages.RDBStorage(
         config.paths.optuna_url, engine_kwargs={"connect_args": {"timeout": 60}}
