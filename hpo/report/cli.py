@@ -32,6 +32,9 @@ __all__ = ["build_parser", "main"]
 DEFAULT_STUDY_DIR = Path("studies")
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 def _check_tracking_uri(uri: str) -> None:
     """Fail fast on a store that is not there: MLflow would create an empty SQLite database,
     or retry an unreachable server for minutes."""
@@ -42,6 +45,9 @@ def _check_tracking_uri(uri: str) -> None:
                 f"no MLflow database at {database} (tracking URI {uri}); run a study first"
                 " (python -m hpo.run) or point --mlflow-uri or --study-dir at one"
             )
+        with database.open("rb") as f:
+            if f.read(16) != _SQLITE_HEADER:
+                raise UserError(f"{database} is not an SQLite database (tracking URI {uri})")
     elif uri.startswith(("http://", "https://")):
         check_server(uri, hint="start it or pass another --mlflow-uri", timeout_s=3.0)
 
@@ -84,8 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     uri = args.mlflow_uri or default_tracking_uri(args.study_dir)
     _check_tracking_uri(uri)
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
-    report = build_report(MlflowClient(tracking_uri=uri), args.space, args.study, args.top)
+    try:
+        report = build_report(MlflowClient(tracking_uri=uri), args.space, args.study, args.top)
+    except MlflowException as err:  # e.g. a URI scheme MLflow has no store for
+        first = (str(err.message).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise UserError(f"MLflow store {uri}: {first}") from None
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -317,6 +317,20 @@ def test_hpo_report_without_a_database_exits_2_and_creates_none(tmp_path: Path) 
     assert not study_dir.exists()
 
 
+def test_hpo_report_names_a_store_it_cannot_read_and_exits_2(tmp_path: Path) -> None:
+    garbage = tmp_path / "studies" / "mlflow.db"
+    garbage.parent.mkdir()
+    garbage.write_bytes(b"not a database\n" * 8)
+    result = _hpo_report("--space", "curriculum", "--study-dir", str(garbage.parent))
+    assert result.returncode == 2
+    assert f"{garbage.resolve()} is not an SQLite database" in result.stderr
+    assert garbage.read_bytes() == b"not a database\n" * 8
+    bogus = _hpo_report("--space", "curriculum", "--mlflow-uri", "bogus://x")
+    assert bogus.returncode == 2 and "MLflow store bogus://x: " in bogus.stderr
+    for each in (result, bogus):
+        assert "Traceback" not in each.stderr and each.stdout == ""
+
+
 def test_hpo_report_reads_the_store_without_importing_ray_or_mlflow() -> None:
     # The store's helpers are the study's own (`hpo.tracking.store`), and a report's "no store
     # here" error comes without the seconds Ray Tune, Optuna or MLflow take to import.
