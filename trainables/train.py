@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--eval-multiplier",
         type=float,
-        default=2.0,
+        default=None,
         help="eval batch = min(train batch x this, eval maximum) (2)",
     )
     batch.add_argument(
@@ -180,8 +180,20 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     from trainables.batching.schedules import ConstantSchedule, parse_schedule
     from trainables.batching.sizes import parse_size
     from trainables.batching.tuner import TunerSettings
+    from trainables.errors import UserError
     from trainables.training import BatchTuning, TrainConfig
 
+    untuned = [
+        option
+        for option, value in (
+            ("--safety-factor", args.safety_factor),
+            ("--eval-multiplier", args.eval_multiplier),
+        )
+        if value is not None
+    ]
+    if untuned and not args.tune_batch_size:
+        # They scale the tuned maximum: without the tuner they would be silently ignored.
+        raise UserError(f"{' and '.join(untuned)} act on the tuned maximum: add --tune-batch-size")
     tuner = TunerSettings(mode=args.tuner_mode, aim=args.tuner_aim)
     if args.tuner_tolerance is not None:
         tuner = dataclasses.replace(tuner, tolerance=args.tuner_tolerance)
@@ -191,7 +203,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         if args.memory_budget is None
         else parse_size(args.memory_budget, option="--memory-budget"),
         safety_factor=_safety_factor(args.safety_factor),
-        eval_multiplier=args.eval_multiplier,
+        **({} if args.eval_multiplier is None else {"eval_multiplier": args.eval_multiplier}),
         schedule=ConstantSchedule() if args.schedule is None else parse_schedule(args.schedule),
         tuner=tuner,
         memo_path=args.frontier_memo,

@@ -117,11 +117,34 @@ def test_train_tuner_aim_is_on_unless_turned_off(flag: list[str], aim: bool) -> 
     assert _config_from_args(args).batching.tuner.aim is aim
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--safety-factor", "0.5"], "--safety-factor"),
+        (
+            ["--eval-multiplier", "3", "--safety-factor", "auto"],
+            "--safety-factor and --eval-multiplier",
+        ),
+    ],
+)
+def test_train_factor_options_without_the_tuner_are_an_error(flags: list[str], named: str) -> None:
+    from trainables.errors import UserError
+    from trainables.train import _config_from_args, build_parser
+
+    args = build_parser().parse_args(["--mode", "normal", *flags])
+    with pytest.raises(UserError, match=f"^{named} act on the tuned maximum: add --tune-batch"):
+        _config_from_args(args)
+    tuned = _config_from_args(build_parser().parse_args(["--mode", "normal", "--tune-batch-size"]))
+    assert tuned.batching.eval_multiplier == 2.0  # the default, when not given
+
+
 @pytest.mark.parametrize("flag", [[], ["--factor-store", "elsewhere/factors.json"]])
 def test_train_factor_store_option_names_the_adaptive_store(flag: list[str]) -> None:
     from trainables.train import _config_from_args, build_parser
 
-    args = build_parser().parse_args(["--mode", "normal", "--safety-factor", "auto", *flag])
+    args = build_parser().parse_args(
+        ["--mode", "normal", "--tune-batch-size", "--safety-factor", "auto", *flag]
+    )
     expected = Path(flag[-1]) if flag else None  # None: the cache folder's store
     assert _config_from_args(args).batching.factor_store_path == expected
 
