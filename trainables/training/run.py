@@ -76,9 +76,22 @@ def run_training(
     config: TrainConfig, *, run_dir: Path | None = None, callbacks: Sequence[pl.Callback] = ()
 ) -> RunResult:
     """Train, validate and test one model as `config` says; see the module docstring."""
+    if run_dir is not None:
+        return _run(config, run_dir, callbacks)
+    run_dir = new_run_dir(config.out_dir, f"{config.mode}-{config.resolved_size}")
+    try:
+        return _run(config, run_dir, callbacks)
+    except BaseException:
+        # A run stopped before it wrote anything (bad data, a damaged file, Ctrl-C) leaves no
+        # empty directory behind in --out.
+        with contextlib.suppress(OSError):
+            run_dir.rmdir()  # only if empty
+        raise
+
+
+def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -> RunResult:
     start = time.perf_counter()
     size = config.resolved_size
-    run_dir = run_dir or new_run_dir(config.out_dir, f"{config.mode}-{size}")
     logger.info("run %s: mode %s, size %s, %d epochs", run_dir, config.mode, size, config.epochs)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if config.batching.uses_budget and device.type == "cpu":
