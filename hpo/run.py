@@ -10,6 +10,7 @@ a crash. At the end it prints a table of trials, the best configuration and wher
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -124,11 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     study_dir = _study_dir(args)
     config = _resumed_config(study_dir, args) if args.resume else _new_config(study_dir, args)
-    if config.tune_batch_size and config.factor_store_path is not None:
+    if config.tune_batch_size:
+        from hpo.study.tuner import factor_store_path
         from trainables.batching.adaptive_factor import SafetyFactorStore
 
         # Trials read and update it: a damaged store stops the study before anything is made.
-        SafetyFactorStore(config.factor_store_path).entries()
+        SafetyFactorStore(factor_store_path(config)).entries()
     from hpo.study import run_study
 
     summary = run_study(config, resume=args.resume)
@@ -208,7 +210,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         if args.memory_budget is None
         else parse_size(args.memory_budget, option="--memory-budget")
     )
-    return StudyConfig(
+    config = StudyConfig(
         space=space,
         study_dir=study_dir,
         source=source,
@@ -224,11 +226,12 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         max_failures=args.max_failures,
         mlflow_uri=args.mlflow_uri,
         dashboard_host=None if args.no_dashboard else args.dashboard_host,
-        # Resolved now, so that --resume and every worker use this store.
-        factor_store_path=(
-            args.factor_store or default_cache_dir() / "safety_factors.json"
-        ).resolve(),
+        factor_store_path=args.factor_store,
     )
+    from hpo.study.tuner import factor_store_path
+
+    # Resolved now (given or default), so that --resume and every worker use this store.
+    return dataclasses.replace(config, factor_store_path=factor_store_path(config))
 
 
 def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
@@ -245,9 +248,9 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         raise UserError(f"--resume: {settings} is not a study's settings ({err})") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("space"), dict):
         raise UserError(f"--resume: {settings} is not a study's settings (no space object)")
-    if saved.get("space", {}).get("name") != args.space:
+    if saved["space"].get("name") != args.space:
         raise UserError(
-            f"--resume: {study_dir} is a study of space {saved.get('space', {}).get('name')!r},"
+            f"--resume: {study_dir} is a study of space {saved['space'].get('name')!r},"
             f" not {args.space!r}"
         )
     logger.info("resuming study %s with its saved settings (%s)", study_dir.name, settings)

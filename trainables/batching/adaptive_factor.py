@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from trainables.batching.locked_json import LockedJsonFile, canonical_key
 from trainables.errors import UserError
@@ -244,17 +244,17 @@ class SafetyFactorStore:
         return self._check(self._file.read())
 
     def _check(self, entries: dict[str, Any]) -> dict[str, Any]:
+        def real(value: Any) -> TypeGuard[float]:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
         for name, entry in entries.items():
             fields = entry if isinstance(entry, dict) else {}
-            numbers = [fields.get(k) for k in ("recommended", "velocity")]
+            rates = [fields.get(k) for k in ("recommended", "velocity")]
             counts = [fields.get(k) for k in ("num_records", "num_ooms")]
-            if not (
-                all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    for v in numbers
-                )
-                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts)
-            ):
+            sound = all(real(v) and math.isfinite(v) for v in rates) and all(
+                real(v) and isinstance(v, int) and v >= 0 for v in counts
+            )
+            if not sound:
                 raise UserError(
                     f"{self.path}: damaged entry {name}; move the file away or delete it to"
                     f" start a new {self.FORMAT_NAME} file"
