@@ -3,8 +3,8 @@
 A batch's memory grows with its graphs' nodes and edges (its weight), close to linearly. Measured
 on a few small steps, that gives the tuner a size to start its search at, next to the maximum,
 instead of doubling up to it from 2 and bisecting back (each step near the maximum costs about a
-training step of the run). The search still runs every size it returns: the aim only decides
-where it starts.
+training step of the run). The search still runs every size it returns but one: the whole set,
+when the line has it at most half the room (`Search._clears_top`).
 
 - CUDA: PyTorch's caching allocator keeps a resettable peak (`max_memory_allocated`); the room is
   the per-process memory fraction's share of the device less what is allocated.

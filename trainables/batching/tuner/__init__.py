@@ -27,7 +27,11 @@ Where the budget can be measured (`trainables.batching.step_memory`), the search
 line of each step's peak memory against its batch's nodes + edges stops Lightning's doubling at
 a quarter of the maximum it predicts, then picks the next sizes, next to the maximum, in two or
 three steps instead of a doubling to the first failure and about five bisection steps; a size
-the line through the answer's own peak has too heavy is not run to be seen failing.
+the line through the answer's own peak has too heavy is not run to be seen failing. One size is
+answered without its step: the whole set, when the line (checked for linearity on the doubling's
+last steps, measured up to at least a sixteenth of the set) has it at most half the room. That
+step would cost about an epoch of training on the whole set, and a budget far larger than the
+data is a local study's default.
 
 The package's modules, in the order a search uses them: `settings` (`TunerSettings`), `probe`
 (`probe_max_batch_size`, `find_frontier`: the entry points), `search` (one search's steps, aimed

@@ -61,7 +61,8 @@ def probe_max_batch_size(
     None where there is no budget to measure against), the search is aimed (see
     `Search._aimed_search`).
     It tries the whole set once its memory line, measured on a few small steps, has it fitting,
-    instead of first (where it does not fit, that step was the tuner's costliest).
+    instead of first (where it does not fit, that step was the tuner's costliest), and where the
+    line has it fitting by a wide margin, takes it without the step.
     """
     if len(dataset) == 0:
         raise UserError("cannot tune a batch size on an empty dataset")

@@ -56,16 +56,25 @@ def test_a_search_starting_past_the_set_bisects_down_without_rerunning_it(
 
 
 def _linear_search(
-    data: CANGraphDataModule, *, aim: bool, share: float = 0.4, growth: float = 1.0
+    data: CANGraphDataModule,
+    *,
+    aim: bool,
+    share: float = 0.4,
+    growth: float = 1.0,
+    room_per_set: float | None = None,
 ) -> tuple[int, list[int], int]:
     """The size a search finds under `LinearMemory` with room for the `share` lightest graphs'
-    worth of the heaviest, the sizes it ran, and the true maximum."""
+    worth of the heaviest (or `room_per_set` times what the whole set needs), the sizes it ran,
+    and the true maximum."""
     assert data.train_set is not None and data.vocab is not None
     probe = largest_first(data.train_set.graphs)
     weights = np.cumsum(probe.graph_sizes)
     model = GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab)))
     linear = LinearMemory(model, room=0, growth=growth)
-    linear.room = linear.need(int(weights[int(share * len(probe))]))
+    if room_per_set is None:
+        linear.room = linear.need(int(weights[int(share * len(probe))]))
+    else:
+        linear.room = int(room_per_set * linear.need(int(weights[-1])))
     true_max = sum(linear.need(int(w)) <= linear.room for w in weights)
     found = probe_max_batch_size(
         linear,
@@ -106,6 +115,36 @@ def test_an_aimed_search_bisects_when_its_line_runs_low(data: CANGraphDataModule
     assert any(size > true_max for size in ran)  # the line did run low
     _, plain_ran, _ = _linear_search(data, aim=False, growth=1.5)
     assert len(ran) < len(plain_ran), (ran, plain_ran)
+
+
+def test_an_aimed_search_takes_a_set_that_fits_by_a_wide_margin_without_its_step(
+    data: CANGraphDataModule,
+) -> None:
+    # Room for three whole sets: the line, measured up to a sixteenth of the set, has it at a
+    # third of the room. The set is the answer, and neither it nor anything near it runs (a
+    # step of the whole set costs about an epoch of training on it).
+    assert data.train_set is not None
+    num_graphs = len(largest_first(data.train_set.graphs))  # the probe set
+    found, ran, true_max = _linear_search(data, aim=True, room_per_set=3.0)
+    assert found == true_max == num_graphs
+    assert num_graphs / 16 <= max(ran) < num_graphs / 8, ran
+
+
+@pytest.mark.parametrize(
+    ("room_per_set", "growth"),
+    [
+        (1.5, 1.0),  # it fits, with less than twice its line's peak of room: its step decides
+        (0.9, 1.5),  # it does not fit: peaks grow faster than the line (by weight ** 1.5)
+        (3.0, 1.5),  # it fits, but the line failed its own check: its step decides
+    ],
+)
+def test_an_aimed_search_runs_the_set_unless_its_line_is_sure(
+    data: CANGraphDataModule, room_per_set: float, growth: float
+) -> None:
+    tolerance = TunerSettings().tolerance
+    found, ran, true_max = _linear_search(data, aim=True, room_per_set=room_per_set, growth=growth)
+    assert (1 - tolerance) * true_max <= found <= true_max
+    assert found in ran  # a size that ran, never one claimed without a step
 
 
 def _eval_search(data: CANGraphDataModule, *, aim: bool) -> tuple[int, list[int], int, int]:
