@@ -129,6 +129,27 @@ def _line_of(path: Path, text: str) -> int:
     return 0
 
 
+def _text(rows: Rows, column: pa.ChunkedArray, name: str) -> pa.Array:
+    """A column read as bytes, as text. Read as strings, one byte that is not UTF-8 failed the
+    whole file, without a line number. Every field of these formats is ASCII: a row with a byte
+    outside it is bad (dropped under `--on-bad-rows skip`), and its value is emptied."""
+    values = column.combine_chunks()
+    try:
+        return values.cast(pa.string())  # checks UTF-8
+    except pa.ArrowInvalid:
+        pass
+    # Only a file that is not all UTF-8 comes here: find the rows that hold a byte >= 0x80.
+    _, offset_buffer, data = values.buffers()
+    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[
+        values.offset : values.offset + len(values) + 1
+    ]
+    high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] >= 0x80)
+    bad = np.zeros(len(values), dtype=bool)
+    bad[np.searchsorted(offsets, offsets[0] + high, side="right") - 1] = True
+    rows.flag(bad, f"{name} holds bytes that are not ASCII text")
+    return pc.if_else(pa.array(bad), pa.scalar(b"", pa.binary()), values).cast(pa.string())
+
+
 def _read_ctt_csv(path: Path, header: list[str]) -> Rows:
     names = [h.strip().lower() for h in header]
     bad_lines = _BadLineCollector(path)
@@ -137,14 +158,14 @@ def _read_ctt_csv(path: Path, header: list[str]) -> Rows:
         pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
         pacsv.ParseOptions(invalid_row_handler=bad_lines),
         pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in names},
+            column_types={name: pa.binary() for name in names},
             include_columns=list(CTT_COLUMNS),
             strings_can_be_null=False,
         ),
     )
     rows = Rows(path, table.num_rows, first_line=2)
     rows.extra_bad_lines = bad_lines.lines
-    col = {name: table.column(name).combine_chunks() for name in CTT_COLUMNS}
+    col = {name: _text(rows, table.column(name), name) for name in CTT_COLUMNS}
     parse_common(rows, col["timestamp"], col["arbitration_id"])
     parse_payload_hex(rows, col["data_field"])
     attack = col["attack"]
@@ -162,10 +183,10 @@ def _read_hcrl_csv(path: Path, *, has_header: bool) -> Rows:
         path,
         pacsv.ReadOptions(column_names=["line"], skip_rows=int(has_header), block_size=1 << 24),
         pacsv.ParseOptions(delimiter="\x1f", quote_char=False, escape_char=False),
-        pacsv.ConvertOptions(column_types={"line": pa.string()}, strings_can_be_null=False),
+        pacsv.ConvertOptions(column_types={"line": pa.binary()}, strings_can_be_null=False),
     )
-    lines = table.column("line").combine_chunks()
-    rows = Rows(path, len(lines), first_line=1 + int(has_header))
+    rows = Rows(path, table.num_rows, first_line=1 + int(has_header))
+    lines = _text(rows, table.column("line"), "the row")
     parts = pc.split_pattern(lines, ",")
     offsets = np.asarray(parts.offsets)
     flat = pc.utf8_trim_whitespace(parts.flatten())

@@ -60,7 +60,9 @@ class Rows:
             problems = [(self.first_line + row, why) for row, why in self.problem_rows]
             problems += self.extra_bad_lines
             if problems:
-                line, why = min(problems)
+                # The first line's first problem found (a row's later checks see its emptied
+                # or defaulted fields).
+                line, why = min(problems, key=lambda problem: problem[0])
                 raise UserError(
                     f"{self.path}: line {line}: {why} "
                     "(fix the file, or pass --on-bad-rows skip to drop bad rows)"

@@ -148,6 +148,29 @@ def test_read_capture_hcrl_bad_rows(tmp_path: Path, bad_row: str, message: str) 
     assert len(read_capture(path, on_bad_rows="skip")) == 2
 
 
+@pytest.mark.parametrize("hcrl", [False, True])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_read_capture_row_with_bytes_that_are_not_text(
+    tmp_path: Path, hcrl: bool, suffix: str
+) -> None:
+    # A byte that is not UTF-8 (a capture tool's stray 0xff) is one bad row, with its line,
+    # like any other: it used to fail the whole file without one, even under skip.
+    rows = ["1478198376.389636,018f,2,fe,5b,R"] * 4 if hcrl else ctt_rows(4)
+    text = write_csv(tmp_path / "plain.csv", rows, header=None if hcrl else HEADER).read_bytes()
+    lines = text.split(b"\n")
+    bad = 1 if hcrl else 2  # the second row
+    lines[bad] = lines[bad][:-1] + b"\xff" + lines[bad][-1:]
+    lines[3] = b"\xc3" + lines[3]  # a lone UTF-8 lead byte: the fourth row
+    data = b"\n".join(lines)
+    path = tmp_path / f"c{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+    what = "the row" if hcrl else "attack"
+    with pytest.raises(UserError, match=rf"c\.csv(\.gz)?: line {bad + 1}: {what} holds bytes"):
+        read_capture(path)
+    capture = read_capture(path, on_bad_rows="skip")
+    assert len(capture) == 2 and capture.num_dropped_rows == 2
+
+
 def test_read_capture_missing_column_is_named(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "m.csv", ["1.0,081,00"], header="timestamp,arbitration_id,data_field"
