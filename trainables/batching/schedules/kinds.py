@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from trainables.batching.lr_scaling import LrScaling, scale_learning_rate
 
@@ -18,6 +18,16 @@ __all__ = [
     "PiecewiseSchedule",
     "StepSchedule",
 ]
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):  # pydantic's lax mode would take true for 1
+        raise ValueError("must be an integer, not a boolean")
+    return value
+
+
+# An integer field that does not take true or false for 1 or 0.
+Integer = Annotated[int, BeforeValidator(_not_a_bool)]
 
 
 class _Schedule(BaseModel):
@@ -94,9 +104,9 @@ class StepSchedule(_Schedule):
     """
 
     type: Literal["step"] = "step"
-    step_size: int = Field(ge=1)
-    gamma: int = Field(ge=2)
-    max_batch_size: int | None = Field(default=None, gt=0)
+    step_size: Integer = Field(ge=1)
+    gamma: Integer = Field(ge=2)
+    max_batch_size: Integer | None = Field(default=None, gt=0)
 
     def _uncapped_size(self, epoch: int, initial: int, *, cap: int | None) -> int:
         limits = [limit for limit in (cap, self.max_batch_size) if limit is not None]
@@ -112,8 +122,8 @@ class StepSchedule(_Schedule):
 class _RampSchedule(_Schedule):
     """From `initial` at epoch 0 to `final_batch_size` at epoch `num_epochs`, then constant."""
 
-    final_batch_size: int = Field(ge=1)
-    num_epochs: int = Field(ge=1)
+    final_batch_size: Integer = Field(ge=1)
+    num_epochs: Integer = Field(ge=1)
 
     def _uncapped_size(self, epoch: int, initial: int, *, cap: int | None) -> int:
         if epoch >= self.num_epochs:
@@ -180,13 +190,17 @@ class PiecewiseSchedule(_Schedule):
     """
 
     type: Literal["piecewise"] = "piecewise"
-    milestones: tuple[tuple[int, int], ...] = Field(min_length=1)
+    # At least one, checked below: as `Field(min_length=1)`, a bad item also read "Tuple should
+    # have at least 1 item after validation, not 0".
+    milestones: tuple[tuple[Integer, Integer], ...]
 
     @field_validator("milestones")
     @classmethod
     def _check_milestones(
         cls, milestones: tuple[tuple[int, int], ...]
     ) -> tuple[tuple[int, int], ...]:
+        if not milestones:
+            raise ValueError("at least one [epoch, batch_size] milestone is needed")
         for i, (epoch, batch_size) in enumerate(milestones):
             where = f"milestone {i} [{epoch}, {batch_size}]"
             if epoch < 0:
