@@ -210,6 +210,10 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         if args.memory_budget is None
         else parse_size(args.memory_budget, option="--memory-budget")
     )
+    if budget is not None and args.address is None and not args.gpus_per_trial:
+        from trainables.batching.budget import check_cpu_budget
+
+        check_cpu_budget(budget)  # the trials run here, on CPU: before a study is made
     config = StudyConfig(
         space=space,
         study_dir=study_dir,

@@ -197,11 +197,21 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     tuner = TunerSettings(mode=args.tuner_mode, aim=args.tuner_aim)
     if args.tuner_tolerance is not None:
         tuner = dataclasses.replace(tuner, tolerance=args.tuner_tolerance)
+    budget = (
+        None
+        if args.memory_budget is None
+        else parse_size(args.memory_budget, option="--memory-budget")
+    )
+    if budget is not None:
+        import torch
+
+        from trainables.batching.budget import check_cpu_budget
+
+        if not torch.cuda.is_available():
+            check_cpu_budget(budget)  # before the data work, not once it is done
     batching = BatchTuning(
         tune=args.tune_batch_size,
-        memory_budget=None
-        if args.memory_budget is None
-        else parse_size(args.memory_budget, option="--memory-budget"),
+        memory_budget=budget,
         safety_factor=_safety_factor(args.safety_factor),
         **({} if args.eval_multiplier is None else {"eval_multiplier": args.eval_multiplier}),
         schedule=ConstantSchedule() if args.schedule is None else parse_schedule(args.schedule),

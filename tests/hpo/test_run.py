@@ -35,6 +35,10 @@ def _hpo_run(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         (["--space", "nope"], "unknown search space 'nope'; choose one of curriculum, normal"),
         (["--space", "normal", "--num-samples", "0"], "--num-samples must be an integer >= 1"),
         (["--space", "normal", "--memory-budget", "4XB"], "--memory-budget"),
+        (
+            ["--space", "normal", "--smoke-test", "--memory-budget", "100TiB"],
+            "--memory-budget 100TiB is more than this machine's memory",
+        ),
         (["--space", "normal", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
         (["--space", "normal", "--study-name", "a/b"], "--study-name must be a plain folder"),
         (["--space", "normal", "--resume"], "--resume: no study of space 'normal' under"),

@@ -117,6 +117,23 @@ def test_train_tuner_aim_is_on_unless_turned_off(flag: list[str], aim: bool) -> 
     assert _config_from_args(args).batching.tuner.aim is aim
 
 
+def test_train_budget_past_the_machines_memory_is_an_error_before_any_work(
+    tmp_path: Path,
+) -> None:
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "trainables.train", "--mode", "normal", "--tune-batch-size"),
+            *("--memory-budget", "100TiB", "--out", str(tmp_path / "runs")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "--memory-budget 100TiB is more than this machine's memory" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

@@ -19,6 +19,7 @@ __all__ = [
     "available_memory_bytes",
     "fix_malloc_thresholds",
     "process_memory_bytes",
+    "total_memory_bytes",
     "trim_malloc",
 ]
 
@@ -66,6 +67,11 @@ def available_memory_bytes(*, meminfo_path: Path | None = None) -> int:
         KeyError: The meminfo file has no `MemAvailable` line (Linux < 3.14).
     """
     return _read_kib_field(meminfo_path or Path("/proc/meminfo"), "MemAvailable")
+
+
+def total_memory_bytes(*, meminfo_path: Path | None = None) -> int:
+    """The machine's physical memory (`MemTotal`), in bytes; raises as `available_memory_bytes`."""
+    return _read_kib_field(meminfo_path or Path("/proc/meminfo"), "MemTotal")
 
 
 def fix_malloc_thresholds(threshold_bytes: int = DEFAULT_MMAP_THRESHOLD_BYTES) -> bool:

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from trainables.batching.budget.context import (
     BUDGET_GRANULARITY_BYTES,
+    check_cpu_budget,
     default_budget_bytes,
     memory_budget,
 )
 from trainables.batching.budget.state import MemoryBudget
 
-__all__ = ["BUDGET_GRANULARITY_BYTES", "MemoryBudget", "default_budget_bytes", "memory_budget"]
+__all__ = [
+    "BUDGET_GRANULARITY_BYTES",
+    "MemoryBudget",
+    "check_cpu_budget",
+    "default_budget_bytes",
+    "memory_budget",
+]

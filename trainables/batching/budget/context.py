@@ -11,10 +11,20 @@ from trainables.batching.budget.cpu import cpu_budget
 from trainables.batching.budget.cuda import cuda_budget, cuda_index
 from trainables.batching.budget.state import MemoryBudget
 from trainables.batching.oom import release_memory
-from trainables.batching.system_memory import DEFAULT_MMAP_THRESHOLD_BYTES, available_memory_bytes
+from trainables.batching.sizes import format_size
+from trainables.batching.system_memory import (
+    DEFAULT_MMAP_THRESHOLD_BYTES,
+    available_memory_bytes,
+    total_memory_bytes,
+)
 from trainables.errors import UserError
 
-__all__ = ["BUDGET_GRANULARITY_BYTES", "default_budget_bytes", "memory_budget"]
+__all__ = [
+    "BUDGET_GRANULARITY_BYTES",
+    "check_cpu_budget",
+    "default_budget_bytes",
+    "memory_budget",
+]
 
 
 # Default budgets are rounded down to this, so that keys holding a budget (the frontier memo, the
@@ -94,8 +104,9 @@ def memory_budget(
         The `MemoryBudget` in force; its `peak_bytes` is final once the context exits.
 
     Raises:
-        UserError: A budget <= 0, `num_concurrent_trials` < 1, a device other than CPU or CUDA,
-            or CUDA asked for where it is not available.
+        UserError: A budget <= 0, a CPU budget past the machine's memory (`check_cpu_budget`),
+            `num_concurrent_trials` < 1, a device other than CPU or CUDA, or CUDA asked for
+            where it is not available.
         MemoryError: CPU, an outer `RLIMIT_DATA` leaves no room at all for this budget.
     """
     _check_device(device)
@@ -108,6 +119,8 @@ def memory_budget(
         raise ValueError(f"sample_interval_s must be > 0, got {sample_interval_s=}")
     if budget_bytes is None:
         budget_bytes = default_budget_bytes(device, num_concurrent_trials=num_concurrent_trials)
+    elif device.type == "cpu":
+        check_cpu_budget(budget_bytes, option="memory budget")
     release_memory()
     if device.type == "cuda":
         with cuda_budget(budget_bytes, device=device) as budget:
@@ -120,6 +133,29 @@ def memory_budget(
             sample_interval_s=sample_interval_s,
         ) as budget:
             yield budget
+
+
+def check_cpu_budget(budget_bytes: int, *, option: str = "--memory-budget") -> None:
+    """A CPU budget past this machine's physical memory (`MemTotal`) is an error.
+
+    Its limit would never be reached: the kernel's OOM killer would end the trial first, which
+    is what a budget is there to prevent, and the safety-factor store would record peaks of 0%
+    for a budget no run can use. Where `/proc/meminfo` cannot be read, nothing is checked.
+
+    Raises:
+        UserError: The budget is larger than the machine's memory; the message names `option`.
+    """
+    try:
+        total = total_memory_bytes()
+    except (OSError, KeyError):
+        return
+    if budget_bytes > total:
+        raise UserError(
+            f"{option} {format_size(budget_bytes)} is more than this machine's memory "
+            f"({format_size(total)}): on CPU the budget is a real limit, and past the memory "
+            "the kernel's OOM killer would end the run first; give a smaller size, or leave "
+            "it out for the default (free memory / concurrent trials)"
+        )
 
 
 def _check_device(device: torch.device) -> None:

@@ -8,10 +8,11 @@ import torch
 from tests.trainables.batching.budget._budgets import CPU, GiB, needs_glibc
 from trainables.batching.budget import (
     BUDGET_GRANULARITY_BYTES,
+    check_cpu_budget,
     default_budget_bytes,
     memory_budget,
 )
-from trainables.batching.system_memory import available_memory_bytes
+from trainables.batching.system_memory import available_memory_bytes, total_memory_bytes
 from trainables.errors import UserError
 
 
@@ -76,3 +77,17 @@ def test_memory_budget_rejects_a_sample_interval_of_zero() -> None:
         memory_budget(GiB, device=CPU, sample_interval_s=0),
     ):
         pass
+
+
+def test_a_cpu_budget_past_the_machines_memory_is_an_error() -> None:
+    # Its limit would never bind: the kernel's OOM killer would end the trial first, and the
+    # safety-factor store would record a 0% peak for it.
+    total = total_memory_bytes()
+    check_cpu_budget(total)  # the whole machine is allowed
+    with pytest.raises(UserError, match=r"^--memory-budget .* is more than this machine's memory"):
+        check_cpu_budget(total + 1)
+    too_large = pytest.raises(
+        UserError, match=r"^memory budget .* more than this machine's memory"
+    )
+    with too_large, memory_budget(2 * total, device=CPU):
+        pytest.fail("entered a budget larger than the machine")
