@@ -163,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _study_dir(args: argparse.Namespace) -> Path:
     root: Path = args.study_dir
+    for folder in (root, *root.parents):
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--study-dir {root}: {folder} is a file, not a folder")
     if args.study_name is not None:
         if not args.study_name or "/" in args.study_name or args.study_name in (".", ".."):
             raise UserError(f"--study-name must be a plain folder name, got {args.study_name!r}")
@@ -268,6 +271,12 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         changes["factor_store_path"] = args.factor_store.resolve()
     try:
         return StudyConfig.from_json(saved, study_dir=study_dir, **changes)
+    except UserError as err:
+        # The check names the option that sets the value; the value came from the file.
+        raise UserError(
+            f"--resume: {settings} holds a setting that is not valid ({err}); fix the file,"
+            " or start a new study"
+        ) from None
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         problem = f"no {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
         raise UserError(f"--resume: {settings} is not a study's settings ({problem})") from None

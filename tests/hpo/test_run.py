@@ -70,6 +70,16 @@ def test_hpo_run_says_what_is_wrong_and_exits_2(
     assert not any((tmp_path / "studies").glob("*/study.json"))
 
 
+def test_hpo_run_with_a_file_for_study_dir_says_so(tmp_path: Path) -> None:
+    # It used to report an --mlflow-uri error ("cannot write the SQLite store ... File exists").
+    studies = tmp_path / "studies"
+    studies.write_text("notes\n")
+    result = _hpo_run("--space", "normal", "--smoke-test", "--study-dir", str(studies / "x"))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"--study-dir {studies / 'x'}: {studies} is a file, not a folder" in result.stderr
+    assert "mlflow" not in result.stderr and studies.read_text() == "notes\n"
+
+
 def _complete_trials(db: Path) -> int:
     if not db.is_file():
         return 0
@@ -175,6 +185,21 @@ def test_factor_store_option_is_resolved_into_the_study_and_kept_on_resume(
         study_dir, parse(["--space", "normal", "--resume", "--factor-store", "g.json"])
     )
     assert moved.factor_store_path == tmp_path / "g.json"
+
+
+def test_resume_names_the_study_file_holding_a_bad_setting(tmp_path: Path) -> None:
+    from hpo.run import _new_config, _resumed_config, build_parser
+    from trainables.errors import UserError
+
+    study_dir = tmp_path / "s"
+    parse = build_parser().parse_args
+    saved = _new_config(study_dir, parse(["--space", "normal"])).to_json()
+    study_dir.mkdir()
+    (study_dir / "study.json").write_text(json.dumps({**saved, "num_samples": 0}))
+    # Not only "--num-samples must be ...": the value came from the file.
+    match = r"^--resume: .*study\.json holds a setting that is not valid \(--num-samples must"
+    with pytest.raises(UserError, match=match):
+        _resumed_config(study_dir, parse(["--space", "normal", "--resume"]))
 
 
 @pytest.mark.parametrize(

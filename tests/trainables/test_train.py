@@ -71,7 +71,8 @@ def test_train_json_output_and_one_line_per_epoch(tmp_path: Path) -> None:
         (["--mode", "normal", "--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
         (["--mode", "magic"], "invalid choice: 'magic'"),
         (["--mode", "normal", "--size", "huge"], "invalid choice: 'huge'"),
-        (["--mode", "kd", "--teacher", "/no/such/run"], "checkpoint /no/such/run: no such file"),
+        (["--mode", "kd", "--teacher", "/no/such/run"], "--teacher /no/such/run: no such file"),
+        (["--mode", "kd", "--teacher", "/"], "--teacher /: a folder without a model.pt"),
         (
             ["--mode", "normal", "--tune-batch-size", "--tuner-tolerance", "1.5"],
             "--tuner-tolerance must be in [0, 1), got 1.5",

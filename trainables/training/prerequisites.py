@@ -97,8 +97,8 @@ def _load_or_train(
     from trainables.training.run import run_training
 
     role = {"normal": "gat", "autoencoder": "vgae"}[mode]
+    option = "--teacher" if config.mode == "kd" else f"--{role}"
     if checkpoint is None:
-        option = "--teacher" if config.mode == "kd" else f"--{role}"
         logger.info(
             "no %s checkpoint given: training a %s %s (%s mode) first",
             option,
@@ -124,7 +124,7 @@ def _load_or_train(
                 f"({result.oom_stage}); see {sub_dir}"
             )
         checkpoint = sub_dir
-    weights, size = _checkpoint_files(checkpoint, mode, size)
+    weights, size = _checkpoint_files(checkpoint, mode, size, option=option)
     if role == "vgae":
         model: torch.nn.Module = VGAE(VGAEConfig.preset(size, vocab_size=vocab_size))
     else:
@@ -134,12 +134,22 @@ def _load_or_train(
     return model.eval()
 
 
-def _checkpoint_files(path: Path, mode: Mode, size: ModelSize) -> tuple[Path, ModelSize]:
-    """`model.pt` of a run directory (or the file itself) and the size its config names."""
+def _checkpoint_files(
+    path: Path, mode: Mode, size: ModelSize, *, option: str
+) -> tuple[Path, ModelSize]:
+    """`model.pt` of a run directory (or the file itself) and the size its config names;
+    `option` (`--teacher`, say) names where the path came from in errors."""
     path = Path(path)
     weights = path / "model.pt" if path.is_dir() else path
+    if path.is_dir() and not weights.is_file():
+        raise UserError(
+            f"{option} {path}: a folder without a model.pt (a run that did not finish, or not a"
+            " run directory); give a finished run's directory or a model.pt"
+        )
     if not weights.is_file():
-        raise UserError(f"checkpoint {path}: no such file (give a run directory or a model.pt)")
+        raise UserError(
+            f"{option} {path}: no such file or folder (give a run directory or a model.pt)"
+        )
     config_file = weights.parent / "config.json"
     if config_file.is_file():
         try:
