@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,26 @@ def test_train_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) 
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_ctrl_c_in_training_exits_130_and_says_so(tmp_path: Path) -> None:
+    # Lightning answers Ctrl-C in fit with sys.exit(1): the run exited 1 without a word.
+    command = [sys.executable, "-m", "trainables.train", "--mode", "normal", "--epochs", "100"]
+    command += ["--num-messages", "30000", "--cache-dir", str(tmp_path / "cache")]
+    process = subprocess.Popen(
+        [*command, "--out", str(tmp_path / "runs")], stderr=subprocess.PIPE, text=True
+    )
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            if "epoch 1/100" in line:  # inside fit
+                process.send_signal(signal.SIGINT)
+                break
+        rest = process.stderr.read()
+        assert process.wait(timeout=120) == 130, rest[-2000:]
+    finally:
+        process.kill()
+    assert rest.strip().endswith("interrupted") and "Traceback" not in rest
 
 
 def test_train_budget_too_small_for_any_batch_is_an_oom_result(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ import dataclasses
 import logging
 import math
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -191,7 +193,8 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
             # Training's randomness (shuffles, dropout) must not depend on whether the tuner
             # probed first: a run replayed from its config.json then trains identically.
             pl.seed_everything(config.seed, verbose=False)
-            trainer.fit(module, datamodule=datamodule)
+            with _interrupts_raised(trainer):
+                trainer.fit(module, datamodule=datamodule)
             val = {  # before testing, which resets the callback metrics
                 name.removeprefix("val_"): float(value)
                 for name, value in trainer.callback_metrics.items()
@@ -199,7 +202,8 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
             }
             if datamodule.test_sets:
                 module.test_split_names = list(datamodule.test_sets)
-                trainer.test(module, datamodule=datamodule, verbose=False)
+                with _interrupts_raised(trainer):
+                    trainer.test(module, datamodule=datamodule, verbose=False)
         except BaseException as err:
             if not is_out_of_memory(err):
                 raise
@@ -367,3 +371,22 @@ def _log_applied(
         num_graphs,
         schedule,
     )
+
+
+@contextlib.contextmanager
+def _interrupts_raised(trainer: pl.Trainer) -> Iterator[None]:
+    """Ctrl-C inside `fit` or `test` reaches the caller as `KeyboardInterrupt`.
+
+    Lightning answers it with `sys.exit(1)` after setting SIGINT to be ignored, so the CLI would
+    exit 1 without a word, and a second Ctrl-C would do nothing. Here it is raised again (the
+    CLI: "interrupted", exit 130) with Python's own handler back in place.
+    """
+    try:
+        yield
+    except SystemExit as exit_:
+        if not trainer.interrupted or exit_.code != 1:
+            raise
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None
+
