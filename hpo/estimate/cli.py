@@ -75,7 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"SLURM --time over the estimate ({DEFAULT_MARGIN})",
     )
     job.add_argument(
-        "--compare", nargs="+", default=None, metavar="DATASET", help="datasets under --data-dir"
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="DATASET",
+        help="more datasets under --data-dir, side by side with --dataset's",
     )
     job.add_argument("--json", action="store_true", help="one JSON object per dataset per line")
     add_source_arguments(parser)
@@ -159,8 +163,10 @@ def _resolve(
     source = source_from_args(args)
     if source.cache_dir is None and source.use_cache:
         source = dataclasses.replace(source, cache_dir=default_cache_dir().resolve())
-    sources = [
-        dataclasses.replace(source, dataset=name) for name in args.compare or [source.dataset]
+    # --dataset first (when given), then the compared ones, each once.
+    named = [name for name in [source.dataset, *(args.compare or [])] if name is not None]
+    sources = [dataclasses.replace(source, dataset=name) for name in dict.fromkeys(named)] or [
+        source
     ]
     for each in sources:
         each.dataset_name  # noqa: B018 - resolves the dataset folder: a bad one fails here

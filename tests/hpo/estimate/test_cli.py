@@ -70,8 +70,20 @@ def test_estimate_cli_fails_fast_without_a_traceback() -> None:
     assert "--margin must be >= 1" in module.stderr and module.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("dataset", "datasets"),
+    [
+        ([], ["a", "b"]),
+        # --dataset is estimated too, first, and once (it used to be dropped for --compare's).
+        (["--dataset", "b"], ["b", "a"]),
+    ],
+)
 def test_estimate_cli_json_is_one_object_per_dataset(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    dataset: list[str],
+    datasets: list[str],
 ) -> None:
     import hpo.estimate.study
 
@@ -93,13 +105,22 @@ def test_estimate_cli_json_is_one_object_per_dataset(
     monkeypatch.setattr(hpo.estimate.study, "estimate_study", estimate_study)
     monkeypatch.setattr(hpo.estimate.study, "warm_up_driver", lambda space: 0.0)
     args = ["--space", "kd", "--data-dir", str(tmp_path), "--compare", "a", "b", "--epochs", "3"]
-    args += ["--gpus", "8", "--gpus-per-node", "4", "--gpus-per-trial", "0.5", "--cluster"]
+    args += [
+        *dataset,
+        "--gpus",
+        "8",
+        "--gpus-per-node",
+        "4",
+        "--gpus-per-trial",
+        "0.5",
+        "--cluster",
+    ]
 
     assert main([*args, "--json"]) == 0
 
     lines = capsys.readouterr().out.splitlines()
     estimates = [json.loads(line) for line in lines]
-    assert [e["dataset"] for e in estimates] == ["a", "b"]
+    assert [e["dataset"] for e in estimates] == datasets
     for estimate in estimates:
         assert set(estimate) >= JSON_KEYS
         slurm = estimate["slurm"]  # in the formats scripts/slurm/submit.sh reads
