@@ -17,7 +17,9 @@ def format_report(report: dict[str, Any]) -> str:
     better = "higher" if report["direction"] == "max" else "lower"
     out = [f"study {report['study']} (space {report['space']}): {metric}, {better} is better"]
     if report["settings"]:
-        out.append("  " + ", ".join(f"{k} {v}" for k, v in report["settings"].items()))
+        out.append(
+            "  " + ", ".join(f"{k} {_setting(k, v)}" for k, v in report["settings"].items())
+        )
     out.append(
         f"{report['num_trials']} trials: {report['num_complete']} complete,"
         f" {report['num_pruned_oom']} pruned (out of memory), {report['num_failed']} failed"
@@ -82,3 +84,12 @@ def _cell(value: Any, spec: str = "{}") -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return spec.format(value)
     return str(value)
+
+
+def _setting(key: str, value: str) -> str:
+    """A study setting as the header shows it: the memory budget as a size (its tag is bytes)."""
+    if key == "memory_budget" and value.isdigit():
+        from trainables.batching.sizes import format_size
+
+        return format_size(int(value))
+    return value

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.study.config import StudyConfig
-from hpo.study.tuner import ray_tuner
+from hpo.study.tuner import default_budget, ray_tuner
 from trainables.errors import UserError
 from trainables.training.files import write_json
 
@@ -55,11 +55,15 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     try:
         _check_resources(config)
         _claim(config, resume=resume)
-        StudyTracker(config.tracking_uri, config, resume=resume)  # the study's parent run
+        tracker = StudyTracker(config.tracking_uri, config, resume=resume)  # its parent run
         prerequisites = prepare_prerequisites(
             config.space, config.source, config.study_dir, seed=config.seed
         )
-        tuner = ray_tuner(config, prerequisites, resume=resume)
+        # After the prerequisites: the memory they leave in use is not the trials'.
+        budget = default_budget(config)
+        if budget is not None:
+            tracker.record_budget(budget)
+        tuner = ray_tuner(config, prerequisites, resume=resume, budget=budget)
         logger.info(
             "study %s: %d trials of space %s, %d at a time (%s); Ray experiment %s",
             config.name,

@@ -38,9 +38,11 @@ def default_budget(config: StudyConfig) -> int | None:
     return budget
 
 
-def ray_tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
+def ray_tuner(
+    config: StudyConfig, prerequisites: Any, *, resume: bool, budget: int | None = None
+) -> Any:
     """The study's Ray Tune `Tuner`: restored from its experiment on `resume` when one was
-    saved, a new one otherwise."""
+    saved, a new one otherwise. `budget`: the trials' default budget (`default_budget`)."""
     from ray import tune
 
     from hpo.trainable import TrialContext, train_trial
@@ -52,7 +54,7 @@ def ray_tuner(config: StudyConfig, prerequisites: Any, *, resume: bool) -> Any:
         study_dir=config.study_dir.resolve(),
         tune_batch_size=config.tune_batch_size,
         memory_budget=config.memory_budget,
-        default_budget=default_budget(config),
+        default_budget=budget,
         gpus_per_trial=config.gpus_per_trial,
         num_concurrent_trials=config.max_concurrent,
         factor_store_path=factor_store_path(config),

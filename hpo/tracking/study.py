@@ -78,6 +78,9 @@ class StudyTracker:
         )
         if resume and parent:
             self.parent_id = parent[0].info.run_id
+            # The budget the study fixed for its trials (`record_budget`), for their runs too.
+            budget = parent[0].data.tags.get("memory_budget")
+            self.study_tags["memory_budget"] = budget or self.study_tags["memory_budget"]
             self.client.update_run(self.parent_id, status=RunStatus.to_string(RunStatus.RUNNING))
             for run in self._find_runs(f"tags.`mlflow.parentRunId` = '{self.parent_id}'"):
                 self._trial_runs[run.data.tags["hpo.trial_id"]] = run.info.run_id
@@ -109,6 +112,12 @@ class StudyTracker:
                 "direction": space.direction,
             },
         )
+
+    def record_budget(self, budget_bytes: int) -> None:
+        """The budget every trial got, where the study fixed it from free memory (its
+        `memory_budget` tag was "default"): bytes, as a budget given with `--memory-budget`."""
+        self.study_tags["memory_budget"] = str(budget_bytes)
+        self.client.set_tag(self.parent_id, "memory_budget", str(budget_bytes))
 
     def _find_runs(self, filter_string: str) -> list[Any]:
         return list(

@@ -248,6 +248,9 @@ def test_build_report_ranks_a_min_metric_lowest_first(store: str) -> None:
     text = format_report(report)
     assert "val_loss, lower is better" in text
     assert "out of memory: 1 trials (validation 1)" in text
+    # The budget tag is bytes (given, or the default the study fixed); the header shows a size.
+    for tag, shown in ((str(3 << 30), "memory_budget 3GiB"), ("default", "memory_budget default")):
+        assert shown in format_report({**report, "settings": {"memory_budget": tag}})
 
 
 @pytest.mark.parametrize(

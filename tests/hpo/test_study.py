@@ -252,6 +252,16 @@ def test_new_study_is_warm_started_from_the_factor_store_and_runs_under_asha(
     ]
     assert sorted(run["memo_hit"] for run in runs) == [False, True, True]
     assert len({run["memory_budget_bytes"] for run in runs}) == 1
+    # MLflow holds that budget, on the study's run and every trial's (it used to say "default").
+    client = MlflowClient(config.tracking_uri)
+    tagged = client.search_runs(
+        [client.get_experiment_by_name("hpo-normal").experiment_id],  # type: ignore[union-attr]
+        f"tags.`hpo.study` = '{config.name}'",
+    )
+    assert len(tagged) == 4  # the study and its 3 trials
+    assert {run.data.tags["memory_budget"] for run in tagged} == {
+        str(runs[0]["memory_budget_bytes"])
+    }
     # The outcomes went back to the store where the factor set the batch: the warm start's
     # (it asks for the top of the range), and any other trial that asked for more than the
     # tuned maximum x its factor. A trial that kept a smaller size says nothing about it.
