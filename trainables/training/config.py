@@ -222,7 +222,11 @@ def _path(value: str | None) -> Path | None:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What a run produced; `to_json()` is the CLI's `--json` object."""
+    """What a run produced; `to_json()` is the CLI's `--json` object.
+
+    `train_batch_size` and `num_train_batches_per_epoch` are the first epoch's (the applied
+    size, and the count verified against it); a schedule's later epochs are in
+    `batch_sizes_per_epoch` and `history`."""
 
     mode: Mode
     size: ModelSize

@@ -233,7 +233,8 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
         train_batch_size=datamodule.batch_size if not sizes else sizes[0],
         eval_batch_size=datamodule.eval_batch_size,
         batch_sizes_per_epoch=sizes,
-        num_train_batches_per_epoch=int(history.epochs[-1]["num_train_batches"])
+        # The first epoch's, at `train_batch_size` (each epoch's is in `history`).
+        num_train_batches_per_epoch=int(history.epochs[0]["num_train_batches"])
         if history.epochs
         else math.ceil(len(datamodule.train_set) / datamodule.batch_size),
         seconds=time.perf_counter() - start,
@@ -389,4 +390,3 @@ def _interrupts_raised(trainer: pl.Trainer) -> Iterator[None]:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.default_int_handler)
         raise KeyboardInterrupt from None
-

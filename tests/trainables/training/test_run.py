@@ -293,6 +293,8 @@ def test_run_follows_a_step_schedule(
     assert result.batch_sizes_per_epoch == [8, 16, 32]
     assert [row["train_batch_size"] for row in result.history] == [8, 16, 32]
     assert [row["num_train_batches"] for row in result.history] == [23, 12, 6]
+    # The JSON's pair is the first epoch's: the applied size and its count (it paired 8 with 6).
+    assert (result.train_batch_size, result.num_train_batches_per_epoch) == (8, 23)
     assert "epoch 1: train batch size 8 -> 16" in caplog.text
 
 
