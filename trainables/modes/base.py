@@ -17,6 +17,8 @@ __all__ = ["DetectionModule"]
 
 class DetectionModule(pl.LightningModule):
     model: torch.nn.Module  # what the run saves: its state dict and its `config` dataclass
+    # Submodules that stay in eval mode, also while training (kd's teacher, fusion's inputs).
+    frozen: tuple[str, ...] = ()
 
     """Base of the modes: subclasses say how a batch becomes a loss and an attack score.
 
@@ -37,6 +39,12 @@ class DetectionModule(pl.LightningModule):
         self.test_metrics = torch.nn.ModuleList()
         self.test_split_names: list[str] = []
         self.test_results: dict[str, dict[str, float]] = {}
+
+    def train(self, mode: bool = True) -> DetectionModule:
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self, name).eval()  # no dropout (or latent sampling) in them, ever
+        return self
 
     # --- what a mode defines -----------------------------------------------------------
     def make_metrics(self) -> MetricCollection:

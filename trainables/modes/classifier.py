@@ -68,6 +68,8 @@ class DistillationModule(ClassifierModule):
         weight_decay: Adam weight decay (default 0).
     """
 
+    frozen = ("teacher",)
+
     def __init__(
         self,
         student: GATClassifier,
@@ -82,11 +84,6 @@ class DistillationModule(ClassifierModule):
         self.teacher = teacher.requires_grad_(False).eval()
         self.temperature = temperature
         self.alpha = alpha
-
-    def train(self, mode: bool = True) -> DistillationModule:
-        super().train(mode)
-        self.teacher.eval()  # dropout off in the teacher, always
-        return self
 
     def training_loss(self, batch: Batch) -> Tensor:
         with torch.no_grad():

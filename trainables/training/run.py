@@ -25,6 +25,7 @@ import secrets
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -193,7 +194,9 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
             # Training's randomness (shuffles, dropout) must not depend on whether the tuner
             # probed first: a run replayed from its config.json then trains identically.
             pl.seed_everything(config.seed, verbose=False)
-            with _interrupts_raised(trainer):
+            with _interrupts_raised(trainer), warnings.catch_warnings():
+                if module.frozen:  # in eval mode on purpose: Lightning's warning says nothing
+                    warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
                 trainer.fit(module, datamodule=datamodule)
             val = {  # before testing, which resets the callback metrics
                 name.removeprefix("val_"): float(value)

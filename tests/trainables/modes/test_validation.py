@@ -86,3 +86,10 @@ def test_validation_runs_the_model_once_per_batch(mode: str) -> None:
     (metrics,) = trainer.validate(module, dataloaders=loader, verbose=False)
     assert len(forwards) == len(batches)
     assert set(metrics) >= {"val_loss", f"val_{next(iter(module.val_metrics))}"}
+
+
+def test_distillation_keeps_its_teacher_in_eval_mode_while_training() -> None:
+    module = DistillationModule(_gat(0), _gat(1))
+    module.train()
+    assert module.model.training and not module.teacher.training  # no dropout in the teacher
+    assert not any(p.requires_grad for p in module.teacher.parameters())

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +77,15 @@ def test_run_training_kd_trains_teacher_first_then_reuses_it(
     teacher_dir = result.run_dir / "prerequisites" / "normal-teacher"
     assert (teacher_dir / "model.pt").is_file()
     assert json.loads((teacher_dir / "config.json").read_text())["size"] == "teacher"
-    reused = run_training(
-        TrainConfig(
-            mode="kd", source=source, epochs=1, teacher=teacher_dir, out_dir=tmp_path / "runs"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reused = run_training(
+            TrainConfig(
+                mode="kd", source=source, epochs=1, teacher=teacher_dir, out_dir=tmp_path / "runs"
+            )
         )
-    )
+    # The teacher is in eval mode on purpose: Lightning's warning about it is not shown.
+    assert not [w for w in caught if "in eval mode" in str(w.message)]
     assert not (reused.run_dir / "prerequisites").exists()
     saved = json.loads((reused.run_dir / "config.json").read_text())
     assert saved["prerequisites"]["teacher"] == str(teacher_dir / "model.pt")

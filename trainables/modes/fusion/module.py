@@ -87,6 +87,8 @@ class FusionModule(DetectionModule):
     gat: GATClassifier
     target_network: QNetwork
 
+    frozen = ("vgae", "gat")
+
     def __init__(
         self,
         vgae: VGAE,
@@ -132,12 +134,6 @@ class FusionModule(DetectionModule):
             {"gat_f1": BinaryF1Score(), "gat_auroc": BinaryAUROC(), "vgae_auroc": BinaryAUROC()},
             compute_groups=False,
         )
-
-    def train(self, mode: bool = True) -> FusionModule:
-        super().train(mode)
-        self.vgae.eval()  # frozen inputs: no dropout, no latent sampling, ever
-        self.gat.eval()
-        return self
 
     def states(self, batch: Data) -> Tensor:
         """`fusion_state` of every graph of `batch`, `[G, 15]`."""
