@@ -3,9 +3,13 @@ varying length, header optional), told apart by the first line."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -80,8 +84,11 @@ def _csv_table(
     read_options: pacsv.ReadOptions,
     parse_options: pacsv.ParseOptions,
     convert_options: pacsv.ConvertOptions,
+    bad_lines: _BadLineCollector | None = None,
 ) -> pa.Table:
-    try:
+    """The file's table; rows with the wrong number of fields go to `bad_lines` (if given)."""
+
+    def read() -> pa.Table:
         # compression="detect" picks gzip from the suffix; the C++ reader is multi-threaded.
         with pa.input_stream(str(path), compression="detect") as stream:
             return pacsv.read_csv(
@@ -90,6 +97,21 @@ def _csv_table(
                 parse_options=parse_options,
                 convert_options=convert_options,
             )
+
+    try:
+        if bad_lines is None:
+            return read()
+        with _undecodable_rows() as undecodable:
+            try:
+                return read()
+            except pa.ArrowInvalid:
+                if not undecodable:
+                    raise
+        # A row with the wrong number of fields held bytes that are not UTF-8: pyarrow could not
+        # hand it to `bad_lines` as text, and failed the file. Once more, every byte a character.
+        read_options.encoding = bad_lines.encoding = "latin-1"
+        bad_lines.lines.clear()
+        return read()
     except (pa.ArrowInvalid, OSError, EOFError) as err:
         message = str(err).splitlines()[0]
         if any(w in message.lower() for w in ("gzip", "zlib", "truncated", "compress")):
@@ -99,17 +121,43 @@ def _csv_table(
         raise UserError(f"{path}: cannot parse as CSV ({message})") from None
 
 
+@contextlib.contextmanager
+def _undecodable_rows() -> Iterator[list[BaseException]]:
+    """The `UnicodeDecodeError`s pyarrow meets handing a row to an `invalid_row_handler` (it
+    reports them as unraisable, an "Exception ignored in" traceback on stderr): collected
+    instead, while the context lasts."""
+    caught: list[BaseException] = []
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, UnicodeDecodeError):
+            caught.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield caught
+    finally:
+        sys.unraisablehook = previous
+
+
 class _BadLineCollector:
     """pyarrow `invalid_row_handler`: rows with the wrong number of fields are noted, skipped."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.lines: list[tuple[int, str]] = []
+        self.encoding = "utf-8"  # the file's, as the reader decodes it
 
     def __call__(self, row: pacsv.InvalidRow) -> str:
         # The multi-threaded parser does not know line numbers; find the text instead (this
         # path only runs for broken rows).
-        line = row.number if row.number is not None else _line_of(self.path, row.text)
+        line = (
+            row.number
+            if row.number is not None
+            else _line_of(self.path, row.text, encoding=self.encoding)
+        )
         self.lines.append(
             (
                 line,
@@ -120,9 +168,9 @@ class _BadLineCollector:
         return "skip"
 
 
-def _line_of(path: Path, text: str) -> int:
+def _line_of(path: Path, text: str, *, encoding: str) -> int:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", errors="replace") as f:
+    with opener(path, "rt", encoding=encoding, errors="replace") as f:
         for number, line in enumerate(f, start=1):
             if line.rstrip("\r\n") == text:
                 return number
@@ -135,17 +183,20 @@ def _text(rows: Rows, column: pa.ChunkedArray, name: str) -> pa.Array:
     outside it is bad (dropped under `--on-bad-rows skip`), and its value is emptied."""
     values = column.combine_chunks()
     try:
-        return values.cast(pa.string())  # checks UTF-8
-    except pa.ArrowInvalid:
-        pass
-    # Only a file that is not all UTF-8 comes here: find the rows that hold a byte >= 0x80.
-    _, offset_buffer, data = values.buffers()
-    offsets = np.frombuffer(offset_buffer, dtype=np.int32)[
-        values.offset : values.offset + len(values) + 1
-    ]
-    high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] >= 0x80)
-    bad = np.zeros(len(values), dtype=bool)
-    bad[np.searchsorted(offsets, offsets[0] + high, side="right") - 1] = True
+        text = values.cast(pa.string())  # checks UTF-8
+    except pa.ArrowInvalid:  # not all UTF-8: find the rows that hold a byte >= 0x80
+        _, offset_buffer, data = values.buffers()
+        offsets = np.frombuffer(offset_buffer, dtype=np.int32)[
+            values.offset : values.offset + len(values) + 1
+        ]
+        high = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] >= 0x80
+        bad = np.zeros(len(values), dtype=bool)
+        bad[np.searchsorted(offsets, offsets[0] + np.flatnonzero(high), side="right") - 1] = True
+    else:
+        ascii_ = pc.string_is_ascii(text)
+        if ascii_.null_count == 0 and pc.all(ascii_).as_py() is not False:
+            return text
+        bad = ~to_bool(ascii_)
     rows.flag(bad, f"{name} holds bytes that are not ASCII text")
     return pc.if_else(pa.array(bad), pa.scalar(b"", pa.binary()), values).cast(pa.string())
 
@@ -162,6 +213,7 @@ def _read_ctt_csv(path: Path, header: list[str]) -> Rows:
             include_columns=list(CTT_COLUMNS),
             strings_can_be_null=False,
         ),
+        bad_lines,
     )
     rows = Rows(path, table.num_rows, first_line=2)
     rows.extra_bad_lines = bad_lines.lines

@@ -160,7 +160,7 @@ def test_read_capture_row_with_bytes_that_are_not_text(
     lines = text.split(b"\n")
     bad = 1 if hcrl else 2  # the second row
     lines[bad] = lines[bad][:-1] + b"\xff" + lines[bad][-1:]
-    lines[3] = b"\xc3" + lines[3]  # a lone UTF-8 lead byte: the fourth row
+    lines[3] = b"\xc3" + lines[3]  # a lone UTF-8 lead byte: the next row
     data = b"\n".join(lines)
     path = tmp_path / f"c{suffix}"
     path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
@@ -169,6 +169,26 @@ def test_read_capture_row_with_bytes_that_are_not_text(
         read_capture(path)
     capture = read_capture(path, on_bad_rows="skip")
     assert len(capture) == 2 and capture.num_dropped_rows == 2
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        # Too few fields as well: pyarrow could not hand the row to its handler as text.
+        (b"1.1,08\xff1,00", r"line 3: expected 4 fields, got 3 \('1\.1,08\xff1,00'\)"),
+        (b"1.1,08\xc3\xa91,00,0", "line 3: arbitration_id holds bytes that are not ASCII"),  # é
+    ],
+)
+def test_read_capture_bad_bytes_in_a_row_pyarrow_rejects(
+    tmp_path: Path, row: bytes, message: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    good = [r.encode() for r in ctt_rows(3)]
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"\n".join([HEADER.encode(), good[0], row, *good[1:]]) + b"\n")
+    with pytest.raises(UserError, match=message):
+        read_capture(path)
+    assert len(read_capture(path, on_bad_rows="skip")) == 3
+    assert "Exception ignored" not in capfd.readouterr().err
 
 
 def test_read_capture_missing_column_is_named(tmp_path: Path) -> None:
