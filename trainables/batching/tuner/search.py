@@ -29,11 +29,13 @@ _DOUBLE_TO = 0.25
 # further below, the step goes this share of the way.
 _NEAR = 0.8
 # The top size is the answer without its own step when the memory line has its peak at most
-# this share of the room, the line was measured at sizes of at least 1/_REACH of it, and the
-# line through the two sizes before the largest predicted the largest's peak within _LINEAR.
+# this share of the room, the line was measured at sizes of at least 1/_REACH of it, each of its
+# three largest sizes at least _SPREAD times the weight of the one before, and the line through
+# the two smaller predicted the largest's peak within _LINEAR (either way).
 _CLEAR = 0.5
 _REACH = 16
-_LINEAR = 1.1
+_SPREAD = 1.5
+_LINEAR = 0.1
 
 
 class Search:
@@ -246,9 +248,11 @@ class Search:
     def _clears_top(self) -> bool:
         """Whether the top size (the whole set, or the cap) fits by so wide a margin that it
         needs no step of its own: nothing has failed, the largest size that ran is at least
-        1/`_REACH` of the top, the line through the two sizes before it predicted its peak
-        within `_LINEAR` (peaks grow linearly in the batch's weight here, and not faster), and
-        the line through the two largest has the top's peak at most `_CLEAR` of the room.
+        1/`_REACH` of the top, the three largest that ran are `_SPREAD` apart in weight (noise
+        does not set the slope) and the line through the two smaller predicted the largest's
+        peak within `_LINEAR` either way (peaks grow linearly in the batch's weight here, not
+        faster; a one-off allocation in the middle one would flatten the line), and the line
+        through the two largest has the top's peak at most `_CLEAR` of the room.
 
         On the models here the line's prediction at the top was within 1% (teacher GAT, 128 to
         1,200 graphs; student, 1,024 to 7,493) and 8% (student, 64 to 1,200). Peaks growing as a
@@ -267,8 +271,11 @@ class Search:
             return False
         (a, b, c) = sizes[-3:]
         weight, peaks = self._weight, self.bracket.peaks
-        slope = (peaks[b] - peaks[a]) / max(1, weight(b) - weight(a))
-        if slope <= 0 or peaks[c] > _LINEAR * (peaks[b] + slope * (weight(c) - weight(b))):
+        if weight(b) < _SPREAD * weight(a) or weight(c) < _SPREAD * weight(b):
+            return False
+        slope = (peaks[b] - peaks[a]) / (weight(b) - weight(a))
+        predicted_c = peaks[b] + slope * (weight(c) - weight(b))
+        if slope <= 0 or abs(peaks[c] - predicted_c) > _LINEAR * predicted_c:
             return False
         line = self._memory_line()
         if line is None:

@@ -147,6 +147,35 @@ def test_an_aimed_search_runs_the_set_unless_its_line_is_sure(
     assert found in ran  # a size that ran, never one claimed without a step
 
 
+def test_an_aimed_search_does_not_trust_a_line_a_low_reading_flattened(
+    data: CANGraphDataModule,
+) -> None:
+    # The set does not fit, but the step of 16 graphs reads low (a step reusing memory an
+    # earlier one left resident, say): the line through 8 and 16 runs flat and has the set at
+    # about a quarter of the room. The line through 4 and 8 predicted 16's peak far higher, so
+    # the set is not taken on that line.
+    assert data.train_set is not None and data.vocab is not None
+    probe = largest_first(data.train_set.graphs)
+    weights = np.cumsum(probe.graph_sizes)
+    model = GATClassifier(GATConfig.preset("student", vocab_size=len(data.vocab)))
+    linear = LinearMemory(model, room=0)
+    linear.room = int(0.9 * linear.need(int(weights[-1])))
+    true_max = sum(linear.need(int(w)) <= linear.room for w in weights)
+    low = int(0.8 * linear.need(int(weights[15] - weights[7])))  # of 16's growth over 8's
+    meter = linear.meter()
+    reading_low = StepMemory(
+        room_bytes=meter.room_bytes,
+        begin=meter.begin,
+        peak=lambda: meter.peak() - (low if linear.sizes[-1:] == [16] else 0),
+    )
+    found = probe_max_batch_size(
+        linear, probe, for_eval=False, settings=TunerSettings(), meter=reading_low
+    )
+    assert {4, 8, 16} <= set(linear.sizes)
+    assert found <= true_max < len(probe)
+    assert found in linear.sizes
+
+
 def _eval_search(data: CANGraphDataModule, *, aim: bool) -> tuple[int, list[int], int, int]:
     """An eval search from the train maximum under `LinearMemory`, where evaluation needs a
     third of training's memory: its answer, the sizes it ran, the true eval maximum and the
