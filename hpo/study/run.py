@@ -12,6 +12,7 @@ from typing import Any
 
 from hpo.study.config import StudyConfig
 from hpo.study.tuner import default_budget, ray_tuner
+from trainables.batching.sizes import format_size
 from trainables.errors import UserError
 from trainables.training.files import write_json
 
@@ -59,10 +60,15 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
         prerequisites = prepare_prerequisites(
             config.space, config.source, config.study_dir, seed=config.seed
         )
-        # After the prerequisites: the memory they leave in use is not the trials'.
-        budget = default_budget(config)
-        if budget is not None:
-            tracker.record_budget(budget)
+        # A resumed study keeps the budget it started with (its trials' memo keys with it).
+        budget = tracker.recorded_budget() if resume else None
+        if budget is None:
+            # After the prerequisites: the memory they leave in use is not the trials'.
+            budget = default_budget(config)
+            if budget is not None:
+                tracker.record_budget(budget)
+        else:
+            logger.info("memory budget: %s per trial, as the study started", format_size(budget))
         tuner = ray_tuner(config, prerequisites, resume=resume, budget=budget)
         logger.info(
             "study %s: %d trials of space %s, %d at a time (%s); Ray experiment %s",

@@ -119,6 +119,13 @@ class StudyTracker:
         self.study_tags["memory_budget"] = str(budget_bytes)
         self.client.set_tag(self.parent_id, "memory_budget", str(budget_bytes))
 
+    def recorded_budget(self) -> int | None:
+        """The default budget `record_budget` fixed when the study started (on a resume, read
+        back from the parent run), or None: a budget given with `--memory-budget`, or none
+        recorded (each trial's node decides)."""
+        tag = self.study_tags["memory_budget"]
+        return int(tag) if self.config.memory_budget is None and tag.isdigit() else None
+
     def _find_runs(self, filter_string: str) -> list[Any]:
         return list(
             self.client.search_runs([self.experiment_id], filter_string, max_results=10_000)

@@ -37,7 +37,7 @@ def _hpo_run(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         (["--space", "normal", "--memory-budget", "4XB"], "--memory-budget"),
         (
             ["--space", "normal", "--smoke-test", "--memory-budget", "100TiB"],
-            "--memory-budget 100TiB is more than this machine's memory",
+            "--memory-budget 100TiB is more than the memory this process can have",
         ),
         (["--space", "normal", "--epochs", "0"], "--epochs must be an integer >= 1, got 0"),
         (["--space", "normal", "--study-name", "a/b"], "--study-name must be a plain folder"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import socket
 import subprocess
@@ -199,3 +200,15 @@ def test_sqlite_store_with_options_is_checked_at_its_database_file(tmp_path: Pat
         artifact_location(uri, "normal")
         == (tmp_path.resolve() / "mlartifacts" / "hpo-normal").as_uri()
     )
+
+
+def test_a_resumed_study_keeps_the_default_budget_it_started_with(tmp_path: Path) -> None:
+    from hpo.tracking import StudyTracker
+
+    config = StudyConfig(space=get_space("normal"), study_dir=tmp_path / "s")
+    StudyTracker(config.tracking_uri, config).record_budget(3 << 30)
+    resumed = StudyTracker(config.tracking_uri, config, resume=True)
+    assert resumed.recorded_budget() == 3 << 30  # not the free memory of the resume's day
+    assert resumed.study_tags["memory_budget"] == str(3 << 30)  # its new trials' runs say so
+    given = dataclasses.replace(config, memory_budget=1 << 30)
+    assert StudyTracker(given.tracking_uri, given, resume=True).recorded_budget() is None

@@ -69,9 +69,56 @@ def available_memory_bytes(*, meminfo_path: Path | None = None) -> int:
     return _read_kib_field(meminfo_path or Path("/proc/meminfo"), "MemAvailable")
 
 
-def total_memory_bytes(*, meminfo_path: Path | None = None) -> int:
-    """The machine's physical memory (`MemTotal`), in bytes; raises as `available_memory_bytes`."""
-    return _read_kib_field(meminfo_path or Path("/proc/meminfo"), "MemTotal")
+def total_memory_bytes(
+    *,
+    meminfo_path: Path | None = None,
+    cgroup_path: Path | None = None,
+    cgroup_root: Path | None = None,
+) -> int:
+    """The memory this process can have: the machine's (`MemTotal`), or less where a memory
+    cgroup it runs in is limited (a container, a SLURM job): its own or an ancestor's
+    `memory.max` (cgroup v2) or `memory.limit_in_bytes` (v1), the lowest.
+
+    Args:
+        meminfo_path, cgroup_path, cgroup_root: Other files to read (tests); default
+            `/proc/meminfo`, `/proc/self/cgroup` and `/sys/fs/cgroup`.
+
+    Raises:
+        OSError, KeyError: As `available_memory_bytes` (the cgroup files are optional).
+    """
+    total = _read_kib_field(meminfo_path or Path("/proc/meminfo"), "MemTotal")
+    limits = _cgroup_memory_limits(
+        cgroup_path or Path("/proc/self/cgroup"), cgroup_root or Path("/sys/fs/cgroup")
+    )
+    return min([total, *limits])
+
+
+def _cgroup_memory_limits(cgroup_path: Path, root: Path) -> list[int]:
+    """The memory limits of this process's cgroup and its ancestors, where they can be read."""
+    try:
+        entries = cgroup_path.read_text().splitlines()
+    except OSError:
+        return []
+    limits = []
+    for entry in entries:
+        _, controllers, path = entry.split(":", 2)
+        if controllers == "":  # v2: one hierarchy
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):  # v1: the memory controller's own
+            base, name = root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        folder = base / path.lstrip("/")
+        for each in (folder, *folder.parents):
+            try:
+                text = (each / name).read_text().strip()
+            except OSError:
+                text = ""  # not mounted here (a cgroup namespace shows its own root only)
+            if text.isdigit():
+                limits.append(int(text))
+            if each == base:
+                break
+    return limits
 
 
 def fix_malloc_thresholds(threshold_bytes: int = DEFAULT_MMAP_THRESHOLD_BYTES) -> bool:

@@ -16,10 +16,6 @@ __all__ = ["DetectionModule"]
 
 
 class DetectionModule(pl.LightningModule):
-    model: torch.nn.Module  # what the run saves: its state dict and its `config` dataclass
-    # Submodules that stay in eval mode, also while training (kd's teacher, fusion's inputs).
-    frozen: tuple[str, ...] = ()
-
     """Base of the modes: subclasses say how a batch becomes a loss and an attack score.
 
     Validation logs `val_loss` and `val_<metric>` for every detection metric; testing logs
@@ -30,6 +26,10 @@ class DetectionModule(pl.LightningModule):
         learning_rate: Adam learning rate (default 1e-3).
         weight_decay: Adam weight decay (default 0).
     """
+
+    model: torch.nn.Module  # what the run saves: its state dict and its `config` dataclass
+    # Submodules that stay in eval mode, also while training (kd's teacher, fusion's inputs).
+    frozen: tuple[str, ...] = ()
 
     def __init__(self, *, learning_rate: float = 1e-3, weight_decay: float = 0.0) -> None:
         super().__init__()

@@ -194,9 +194,12 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
             # Training's randomness (shuffles, dropout) must not depend on whether the tuner
             # probed first: a run replayed from its config.json then trains identically.
             pl.seed_everything(config.seed, verbose=False)
-            with _interrupts_raised(trainer), warnings.catch_warnings():
-                if module.frozen:  # in eval mode on purpose: Lightning's warning says nothing
-                    warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode")
+            with _interrupts_raised(), warnings.catch_warnings():
+                if module.frozen:
+                    # In eval mode on purpose: Lightning's warning about exactly these says
+                    # nothing (about one more, it still would).
+                    frozen = sum(len(list(getattr(module, n).modules())) for n in module.frozen)
+                    warnings.filterwarnings("ignore", rf"Found {frozen} module\(s\) in eval mode")
                 trainer.fit(module, datamodule=datamodule)
             val = {  # before testing, which resets the callback metrics
                 name.removeprefix("val_"): float(value)
@@ -205,7 +208,7 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
             }
             if datamodule.test_sets:
                 module.test_split_names = list(datamodule.test_sets)
-                with _interrupts_raised(trainer):
+                with _interrupts_raised():
                     trainer.test(module, datamodule=datamodule, verbose=False)
         except BaseException as err:
             if not is_out_of_memory(err):
@@ -378,18 +381,20 @@ def _log_applied(
 
 
 @contextlib.contextmanager
-def _interrupts_raised(trainer: pl.Trainer) -> Iterator[None]:
+def _interrupts_raised() -> Iterator[None]:
     """Ctrl-C inside `fit` or `test` reaches the caller as `KeyboardInterrupt`.
 
     Lightning answers it with `sys.exit(1)` after setting SIGINT to be ignored, so the CLI would
     exit 1 without a word, and a second Ctrl-C would do nothing. Here it is raised again (the
-    CLI: "interrupted", exit 130) with Python's own handler back in place.
+    CLI: "interrupted", exit 130) with the handler from before put back.
     """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
     try:
         yield
     except SystemExit as exit_:
-        if not trainer.interrupted or exit_.code != 1:
-            raise
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not isinstance(exit_.__context__, KeyboardInterrupt):
+            raise  # a SystemExit of someone else's
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
         raise KeyboardInterrupt from None

@@ -16,6 +16,7 @@ from trainables.batching.system_memory import (
     available_memory_bytes,
     fix_malloc_thresholds,
     process_memory_bytes,
+    total_memory_bytes,
     trim_malloc,
 )
 
@@ -44,6 +45,48 @@ def test_available_memory_bytes_reads_mem_available(tmp_path: Path) -> None:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  4096 kB\nMemAvailable:   3072 kB\n")
     assert available_memory_bytes(meminfo_path=meminfo) == 3 * MiB
+
+
+@pytest.mark.parametrize(
+    ("cgroup", "files", "expected_mib"),
+    [
+        ("0::/\n", {}, 4),  # no limits: the machine's
+        # v2, a SLURM job's step inside its job: the job's limit is the lower.
+        (
+            "0::/job_7/step_0\n",
+            {"job_7/memory.max": "2097152", "job_7/step_0/memory.max": "max"},
+            2,
+        ),
+        # v1: the memory controller's own hierarchy; a limit above the machine counts for nothing.
+        (
+            "4:memory:/docker/abc\n3:cpu:/\n",
+            {
+                "memory/docker/abc/memory.limit_in_bytes": "3145728",
+                "memory/memory.limit_in_bytes": "9223372036854771712",
+            },
+            3,
+        ),
+        (
+            "4:memory:/docker/abc\n",
+            {"memory/memory.limit_in_bytes": "9223372036854771712"},
+            4,
+        ),
+    ],
+)
+def test_total_memory_bytes_is_the_lowest_cgroup_limit_or_the_machine(
+    tmp_path: Path, cgroup: str, files: dict[str, str], expected_mib: int
+) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  4096 kB\nMemAvailable:   3072 kB\n")
+    (tmp_path / "cgroup").write_text(cgroup)
+    root = tmp_path / "fs"
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text + "\n")
+    total = total_memory_bytes(
+        meminfo_path=meminfo, cgroup_path=tmp_path / "cgroup", cgroup_root=root
+    )
+    assert total == expected_mib * MiB
 
 
 @needs_glibc

@@ -136,7 +136,8 @@ def memory_budget(
 
 
 def check_cpu_budget(budget_bytes: int, *, option: str = "--memory-budget") -> None:
-    """A CPU budget past this machine's physical memory (`MemTotal`) is an error.
+    """A CPU budget past the memory this process can have (`total_memory_bytes`: the machine's,
+    or a container's or SLURM job's cgroup limit) is an error.
 
     Its limit would never be reached: the kernel's OOM killer would end the trial first, which
     is what a budget is there to prevent, and the safety-factor store would record peaks of 0%
@@ -151,7 +152,7 @@ def check_cpu_budget(budget_bytes: int, *, option: str = "--memory-budget") -> N
         return
     if budget_bytes > total:
         raise UserError(
-            f"{option} {format_size(budget_bytes)} is more than this machine's memory "
+            f"{option} {format_size(budget_bytes)} is more than the memory this process can have "
             f"({format_size(total)}): on CPU the budget is a real limit, and past the memory "
             "the kernel's OOM killer would end the run first; give a smaller size, or leave "
             "it out for the default (free memory / concurrent trials)"
