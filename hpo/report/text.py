@@ -86,10 +86,11 @@ def _cell(value: Any, spec: str = "{}") -> str:
     return str(value)
 
 
-def _setting(key: str, value: str) -> str:
-    """A study setting as the header shows it: the memory budget as a size (its tag is bytes)."""
-    if key == "memory_budget" and value.isdigit():
+def _setting(key: str, value: object) -> str:
+    """A study setting as the header shows it: the memory budget as a size (its tag is bytes,
+    which the report reads as a number)."""
+    if key == "memory_budget" and isinstance(value, int):
         from trainables.batching.sizes import format_size
 
-        return format_size(int(value))
-    return value
+        return format_size(value)
+    return str(value)
