@@ -215,21 +215,9 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     )
     if budget is not None and args.address is None and not args.gpus_per_trial:
         from trainables.batching.budget import check_cpu_budget
-        from trainables.batching.sizes import format_size
-        from trainables.batching.system_memory import total_memory_bytes
 
-        check_cpu_budget(budget)  # the trials run here, on CPU: before a study is made
-        together = budget * args.max_concurrent
-        if together > total_memory_bytes():
-            logger.warning(
-                "--memory-budget %s x --max-concurrent %d is %s, more than the memory this"
-                " process can have (%s): trials at their peaks at once may be killed by the"
-                " kernel's OOM killer rather than fail as an out-of-memory result",
-                format_size(budget),
-                args.max_concurrent,
-                format_size(together),
-                format_size(total_memory_bytes()),
-            )
+        # The trials run here, on CPU: before a study is made.
+        check_cpu_budget(budget, concurrent=args.max_concurrent)
     config = StudyConfig(
         space=space,
         study_dir=study_dir,

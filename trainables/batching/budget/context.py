@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import torch
@@ -18,6 +19,8 @@ from trainables.batching.system_memory import (
     total_memory_bytes,
 )
 from trainables.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUDGET_GRANULARITY_BYTES",
@@ -135,13 +138,19 @@ def memory_budget(
             yield budget
 
 
-def check_cpu_budget(budget_bytes: int, *, option: str = "--memory-budget") -> None:
+def check_cpu_budget(
+    budget_bytes: int, *, option: str = "--memory-budget", concurrent: int = 1
+) -> None:
     """A CPU budget past the memory this process can have (`total_memory_bytes`: the machine's,
     or a container's or SLURM job's cgroup limit) is an error.
 
     Its limit would never be reached: the kernel's OOM killer would end the trial first, which
     is what a budget is there to prevent, and the safety-factor store would record peaks of 0%
     for a budget no run can use. Where `/proc/meminfo` cannot be read, nothing is checked.
+
+    With `concurrent` trials sharing the memory, a budget that fits once but not that many
+    times is a warning: trials at their peaks at once may be killed rather than run out of
+    memory.
 
     Raises:
         UserError: The budget is larger than the machine's memory; the message names `option`.
@@ -156,6 +165,17 @@ def check_cpu_budget(budget_bytes: int, *, option: str = "--memory-budget") -> N
             f"({format_size(total)}): on CPU the budget is a real limit, and past the memory "
             "the kernel's OOM killer would end the run first; give a smaller size, or leave "
             "it out for the default (free memory / concurrent trials)"
+        )
+    if budget_bytes * concurrent > total:
+        logger.warning(
+            "%s %s x %d concurrent trials is %s, more than the memory this process can have"
+            " (%s): trials at their peaks at once may be killed by the kernel's OOM killer"
+            " rather than fail as an out-of-memory result",
+            option,
+            format_size(budget_bytes),
+            concurrent,
+            format_size(budget_bytes * concurrent),
+            format_size(total),
         )
 
 

@@ -260,22 +260,21 @@ class Search:
         at the top. What the step would cost is about an epoch of training on the whole set:
         on the synthetic default at the default budget, two thirds of the tuner's time.
         """
-        bracket = self.bracket
+        bracket, weight = self.bracket, self._weight
         if bracket.failed is not None or bracket.fitted * _REACH < self.top:
             return False
         assert self.meter is not None
-        sizes = sorted(self.bracket.peaks)
-        if self.bracket.first in sizes:
-            sizes.remove(self.bracket.first)
+        sizes = self._measured_sizes()
         if len(sizes) < 3:
             return False
         (a, b, c) = sizes[-3:]
-        weight, peaks = self._weight, self.bracket.peaks
         if weight(b) < _SPREAD * weight(a) or weight(c) < _SPREAD * weight(b):
             return False
-        slope = (peaks[b] - peaks[a]) / (weight(b) - weight(a))
-        predicted_c = peaks[b] + slope * (weight(c) - weight(b))
-        if slope <= 0 or abs(peaks[c] - predicted_c) > _LINEAR * predicted_c:
+        through_ab = self._line_through(a, b)
+        if through_ab is None:
+            return False
+        predicted_c = through_ab[0] + through_ab[1] * weight(c)
+        if abs(bracket.peaks[c] - predicted_c) > _LINEAR * predicted_c:
             return False
         line = self._memory_line()
         if line is None:
@@ -300,9 +299,7 @@ class Search:
         allocates what stays, such as optimiser state); in evaluation, through zero and the one
         size that ran until there are two, and after, through zero and the larger of two whose
         line has a positive intercept; None without a line or with a slope <= 0."""
-        sizes = sorted(self.bracket.peaks)
-        if len(sizes) > 2 and self.bracket.first in sizes:
-            sizes.remove(self.bracket.first)
+        sizes = self._measured_sizes()
         if len(sizes) == 1 and self.for_eval:
             # Evaluation keeps nothing from step to step (no gradients, no optimiser state): a
             # line through zero and its one peak is at least as steep as the true one, whose
@@ -314,22 +311,37 @@ class Search:
         if len(sizes) < 2:
             return None
         (small, large) = sizes[-2:]
-        w_small, w_large = self._weight(small), self._weight(large)
-        if w_large <= w_small:
+        line = self._line_through(small, large)
+        if line is None:
             return None
-        peak_small, peak_large = self.bracket.peaks[small], self.bracket.peaks[large]
-        slope = (peak_large - peak_small) / (w_large - w_small)
-        if slope <= 0:
-            return None
-        intercept = peak_large - slope * w_large
+        intercept, slope = line
         if self.for_eval and intercept > 0:
             # A step of evaluation keeps nothing for the next, so what the line puts at zero
             # weight is what the smaller step paid once (the first validation's library pages
             # and metric state, say): a line through it runs flat, and had the whole set fitting
             # where it did not (1 run in 5 at 24 MiB). The line through zero and the larger
             # point is steeper, and errs low.
-            return 0.0, peak_large / w_large
+            return 0.0, self.bracket.peaks[large] / self._weight(large)
         return intercept, slope
+
+    def _measured_sizes(self) -> list[int]:
+        """The sizes with a measured peak, smallest first, the module's first step left out
+        where there are others (in training it also allocates what stays, such as optimiser
+        state)."""
+        sizes = sorted(self.bracket.peaks)
+        if len(sizes) > 2 and self.bracket.first in sizes:
+            sizes.remove(self.bracket.first)
+        return sizes
+
+    def _line_through(self, small: int, large: int) -> tuple[float, float] | None:
+        """(intercept, slope) of peak bytes against weight through two measured sizes, or None
+        where the larger is not heavier or the slope is not positive."""
+        w_small, w_large = self._weight(small), self._weight(large)
+        if w_large <= w_small:
+            return None
+        peak_large = self.bracket.peaks[large]
+        slope = (peak_large - self.bracket.peaks[small]) / (w_large - w_small)
+        return (peak_large - slope * w_large, slope) if slope > 0 else None
 
 
 def run_once(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -91,3 +93,16 @@ def test_a_cpu_budget_past_the_machines_memory_is_an_error() -> None:
     )
     with too_large, memory_budget(2 * total, device=CPU):
         pytest.fail("entered a budget larger than the machine")
+
+
+def test_a_cpu_budget_that_fits_once_but_not_per_concurrent_trial_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    half = total_memory_bytes() // 2
+    with caplog.at_level(logging.WARNING, logger="trainables.batching.budget.context"):
+        check_cpu_budget(half, concurrent=2)
+        assert caplog.records == []
+        check_cpu_budget(half + GiB, concurrent=2)
+    (record,) = caplog.records
+    assert "x 2 concurrent trials is" in record.getMessage()
+    assert "OOM killer" in record.getMessage()
