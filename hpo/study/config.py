@@ -48,6 +48,11 @@ class StudyPaths:
     def summary(self) -> Path:
         return self.root / "summary.json"
 
+    @property
+    def lock(self) -> Path:
+        """Held by the driver running the study (`hpo.study.run`): one driver per study."""
+        return self.root / ".driver.lock"
+
 
 @dataclass(frozen=True)
 class StudyConfig:

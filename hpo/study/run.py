@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,8 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
 
     Raises:
         UserError: Bad settings, a study directory that exists without `resume`, or nothing to
-            resume.
+            resume, or another driver running the study.
     """
-    import ray
-
     # Ray's newer console output prints a table per experiment even at verbose=0; the legacy
     # reporter is silent at 0.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -37,9 +38,8 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     # TensorBoard logger warns about each one.
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     config = _with_absolute_paths(config)
-    paths = config.paths
-    from hpo.prepare import prepare_data, prepare_prerequisites
-    from hpo.tracking import StudyTracker, check_tracking_uri
+    from hpo.prepare import prepare_data
+    from hpo.tracking import check_tracking_uri
 
     if not resume:
         _check_new(config)
@@ -47,6 +47,19 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     # Data and resources first: a bad --data-dir or --gpus-per-trial is an error before the
     # study directory exists.
     prepare_data(config.source, seed=config.seed, mode=config.space.mode)
+    with _driver_lock(config):
+        return _run_locked(config, resume=resume)
+
+
+def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
+    import ray
+
+    from hpo.prepare import prepare_prerequisites
+    from hpo.tracking import StudyTracker
+
+    paths = config.paths
+    if not resume:
+        _check_new(config)  # again, now that no other driver can be making it
     started_ray = False
     if not ray.is_initialized():
         from hpo.monitoring import init_ray
@@ -117,9 +130,44 @@ def _claim(config: StudyConfig, *, resume: bool) -> None:
     write_json(paths.settings, config.to_json())
 
 
+@contextlib.contextmanager
+def _driver_lock(config: StudyConfig) -> Iterator[None]:
+    """Hold the study's lock for the whole run: two drivers on one study (a `--resume` while it
+    still runs, a requeued job beside the first) would run its trials twice and retag each
+    other's MLflow runs. The kernel releases it when the driver dies, however it dies.
+
+    Raises:
+        UserError: Another driver holds it; the message says which (pid and host).
+    """
+    paths = config.paths
+    created = not paths.root.exists()
+    paths.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise UserError(
+                f"--study-name {config.name}: another driver ({holder}) is running this study"
+                f" in {config.study_dir}; wait for it to end, or stop it and then --resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            if created and [p.name for p in paths.root.iterdir()] == [paths.lock.name]:
+                # A new study that stopped before it was made (bad resources): nothing left.
+                paths.lock.unlink()
+                paths.root.rmdir()
+    finally:
+        os.close(fd)
+
+
 def _check_new(config: StudyConfig) -> None:
     root = config.paths.root
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and any(p.name != config.paths.lock.name for p in root.iterdir()):
         raise UserError(
             f"--study-name {config.name}: {config.study_dir} already holds a study; pass --resume"
             " to continue it, or another --study-name"
