@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +30,12 @@ __all__ = [
     "finite",
     "format_table",
     "summarise",
+    "trial_id_of",
     "trial_row",
 ]
+
+# Ray's trial ids are 8 hex digits; the folder's next part is the trial's index.
+_TRIAL_FOLDER = re.compile(r"_([0-9a-f]{8})_\d+(?:_|$)")
 
 TRIAL_STATES = ("complete", "pruned-oom", "failed", "interrupted")
 
@@ -85,10 +90,23 @@ def summarise(config: StudyConfig, results: ResultGrid) -> dict[str, Any]:
     rows = []
     for index in range(len(results)):
         result = results[index]
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        trial_id = trial_id_of(result.path, result.metrics)
         rows.append(trial_row(trial_id, result.config, result.metrics, result.error, space.metric))
     rows.sort(key=lambda row: row["trial_id"])
     return build_summary(config, rows)
+
+
+def trial_id_of(path: str, metrics: dict[str, Any] | None) -> str:
+    """Ray's id of the trial whose folder is `path` (`<trainable>_<id>_<index>_<config>_<date>`).
+
+    Not the `trial_id` of its last result: a trial stopped before its first report on a reused
+    worker has the worker's previous trial's there, so two rows of the summary had one id.
+    """
+    name = Path(path).name
+    match = _TRIAL_FOLDER.search(name)
+    if match:
+        return match.group(1)
+    return str((metrics or {}).get("trial_id") or name)
 
 
 def build_summary(config: StudyConfig, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -231,8 +231,10 @@ class StudyTracker:
             # Trials a killed driver had started but Ray's saved state did not know: never
             # to finish. Their runs are closed, so no run stays RUNNING forever.
             known = {row["trial_id"] for row in summary["trials"]}
+            running = RunStatus.to_string(RunStatus.RUNNING)
             for trial_id, run_id in self._trial_runs.items():
-                if trial_id not in known:
+                # A run that ended keeps its end: only one still open was cut off.
+                if trial_id not in known and self.client.get_run(run_id).info.status == running:
                     self.client.set_tag(run_id, "state", "interrupted")
                     self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
         with tempfile.TemporaryDirectory() as tmp:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,8 @@ from ray import tune
 
 from hpo.searcher import OOM_STAGES
 from hpo.study import StudyConfig, run_study
-from hpo.summary import build_summary, format_table, trial_row
+from hpo.study.run import _driver_lock
+from hpo.summary import build_summary, format_table, trial_id_of, trial_row
 from search_spaces import get_space
 from search_spaces.ranges import IntRange
 from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
@@ -353,3 +356,45 @@ def test_hpo_report_reads_the_same_study_back_from_mlflow(
         (r for r in summary["trials"] if r["state"] == "complete"), key=lambda r: -r["metric"]
     )
     assert leaders[0] == complete[0]["trial_id"] and len(leaders) == min(5, len(complete))
+
+
+def test_a_study_another_driver_is_running_is_refused_and_left_as_it_is(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    config, _ = oom_study
+    config = dataclasses.replace(config, study_dir=config.study_dir.resolve())
+    before = {p: p.read_bytes() for p in (config.paths.settings, config.paths.summary)}
+    refused = pytest.raises(UserError, match=rf"another driver \(pid {os.getpid()} on .*\) is")
+    with _driver_lock(config), refused:  # as the first driver holds it while its trials run
+        run_study(config, resume=True)
+    assert {p: p.read_bytes() for p in before} == before
+    with _driver_lock(config):  # released: the next driver gets it
+        pass
+
+
+def test_a_new_study_refused_for_its_resources_leaves_no_directory(
+    ray_local: None, smoke_source: GraphSource, tmp_path: Path
+) -> None:
+    config = StudyConfig(
+        space=get_space("normal").smoke(),
+        study_dir=tmp_path / "studies" / "s",
+        source=smoke_source,
+        gpus_per_trial=1,
+        factor_store_path=tmp_path / "factors.json",
+    )
+    with pytest.raises(UserError, match="--gpus-per-trial 1: the Ray cluster has 0 GPUs"):
+        run_study(config)
+    assert not config.study_dir.exists()
+
+
+def test_a_trials_id_comes_from_its_ray_folder_not_its_last_result(
+    oom_study: tuple[StudyConfig, dict[str, Any]],
+) -> None:
+    # A trial stopped before its first report on a reused worker carries the worker's previous
+    # trial's `trial_id` in its last result: two summary rows had one id.
+    folder = "train_trial_66e609db_3_batch_size=17,dataset=synthetic,epochs=2_2026-11-24_11-33-08"
+    assert trial_id_of(f"/s/ray/trials/{folder}", {"trial_id": "77c9794c"}) == "66e609db"
+    assert trial_id_of("/s/ray/trials/custom", {"trial_id": "77c9794c"}) == "77c9794c"
+    config, summary = oom_study
+    folders = sorted(p.name for p in config.paths.experiment.glob("train_trial_*") if p.is_dir())
+    assert [trial_id_of(f, None) for f in folders] == [r["trial_id"] for r in summary["trials"]]

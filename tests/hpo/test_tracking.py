@@ -212,3 +212,21 @@ def test_a_resumed_study_keeps_the_default_budget_it_started_with(tmp_path: Path
     assert resumed.study_tags["memory_budget"] == str(3 << 30)  # its new trials' runs say so
     given = dataclasses.replace(config, memory_budget=1 << 30)
     assert StudyTracker(given.tracking_uri, given, resume=True).recorded_budget() is None
+
+
+def test_finishing_a_study_closes_only_the_runs_still_open(tmp_path: Path) -> None:
+    from hpo.summary import build_summary
+    from hpo.tracking import StudyTracker
+
+    config = StudyConfig(space=get_space("normal"), study_dir=tmp_path / "s")
+    tracker = StudyTracker(config.tracking_uri, config)
+    ended = tracker.start_trial("aaaa0001", {"batch_size": 8})
+    tracker.end_trial("aaaa0001", {"batch_size": 8}, {"val_f1": 0.5, "done": True}, error=False)
+    cut_off = tracker.start_trial("bbbb0002", {"batch_size": 16})
+    # Neither is in the summary (say, Ray's saved state was older than both).
+    tracker.finish(build_summary(config, []), complete=True)
+    client = tracker.client
+    assert client.get_run(ended).data.tags["state"] == "complete"
+    assert client.get_run(ended).info.status == "FINISHED"
+    assert client.get_run(cut_off).data.tags["state"] == "interrupted"
+    assert client.get_run(cut_off).info.status == "KILLED"
