@@ -4,7 +4,8 @@
 (Prometheus, on each node's metrics endpoint and in the dashboard's Metrics view):
 
 - `hpo_trials_running` (gauge), per study;
-- `hpo_trials_finished` (counter), per study and state (`complete`, `pruned-oom`, `failed`);
+- `hpo_trials_finished` (counter), per study and state (`complete`, `pruned-oom`,
+  `stopped-early`, `failed`);
 - `hpo_oom_total` (counter), per study and stage (`tuner`, `train`, `validation`, `test`);
 - `hpo_train_batch_size` and `hpo_graphs_per_second` (gauges), per study and trial.
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
 from trainables.errors import UserError
 
 __all__ = ["StudyMetrics", "exposure_warning", "init_ray"]
@@ -91,11 +92,10 @@ class StudyMetrics(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        if is_oom_result(last):
+        state = end_state(last, error=False)
+        if state == "pruned-oom":
             self.metrics["oom"].inc(tags={"stage": str(last.get(OOM_STAGE_KEY))})
-            self._finished(trial, "pruned-oom")
-        else:
-            self._finished(trial, "complete")
+        self._finished(trial, state)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finished(trial, "failed")

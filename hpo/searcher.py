@@ -14,8 +14,13 @@ batch sizes tried) and returns: Ray marks the trial TERMINATED. This searcher re
 result: it never records its stand-in metric, and tells Optuna PRUNED with the user attributes
 `oom`, `oom_stage`, `train_batch_size` and `eval_batch_size`. Optuna keeps the intermediate values
 the trial reported before (the last one becomes the pruned trial's value), and TPE counts PRUNED
-trials among its observations. Every other trial goes to `OptunaSearch` unchanged: COMPLETE with
-the metric, FAIL on a real error (ERROR in Ray).
+trials among its observations.
+
+A trial the scheduler (ASHA) stopped after an epoch is PRUNED too, with the user attribute
+`stopped_early`: `OptunaSearch` would tell COMPLETE with a one-epoch value, ranked by TPE against
+trials that trained every epoch. Each result says whether the trial has trained to the end
+(`TRAINED_KEY`); `end_state` tells the four ends apart. Every other trial goes to `OptunaSearch`
+unchanged: COMPLETE with the metric, FAIL on a real error (ERROR in Ray).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import optuna
 from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
 if TYPE_CHECKING:
@@ -36,9 +42,13 @@ __all__ = [
     "OOM_KEY",
     "OOM_STAGES",
     "OOM_STAGE_KEY",
+    "STOPPED_EARLY_KEY",
+    "TRAINED_KEY",
     "TRAIN_BATCH_SIZE_KEY",
     "OOMAwareOptunaSearch",
     "OOMStage",
+    "TrialEnd",
+    "end_state",
     "is_oom_result",
     "oom_result",
     "oom_user_attrs",
@@ -54,6 +64,11 @@ OOM_STAGES: tuple[OOMStage, ...] = get_args(OOMStage)
 _DIRECTIONS: tuple[Direction, ...] = ("max", "min")
 
 OOM_KEY = "oom"
+# False in each epoch's result, True in the last result of a trial that trained every epoch
+# (`hpo.trainable.results`): a trial that ended cleanly on a False was stopped by the scheduler
+# (ASHA) after an epoch. A trainable that never reports it ends complete.
+TRAINED_KEY = "trained_to_end"
+STOPPED_EARLY_KEY = "stopped_early"
 OOM_STAGE_KEY = "oom_stage"
 TRAIN_BATCH_SIZE_KEY = "train_batch_size"
 EVAL_BATCH_SIZE_KEY = "eval_batch_size"
@@ -137,6 +152,20 @@ def is_oom_result(result: Mapping[str, Any] | None) -> bool:
     return bool(result and result.get(OOM_KEY, False))
 
 
+TrialEnd = Literal["complete", "pruned-oom", "stopped-early", "failed"]
+
+
+def end_state(result: Mapping[str, Any] | None, *, error: bool) -> TrialEnd:
+    """How a trial that ended, with `result` as its last result, ended: `failed` (it raised),
+    `pruned-oom`, `stopped-early` (the scheduler stopped it after an epoch: no test metrics, no
+    model) or `complete` (it trained every epoch)."""
+    if error:
+        return "failed"
+    if is_oom_result(result):
+        return "pruned-oom"
+    return "stopped-early" if result and result.get(TRAINED_KEY) is False else "complete"
+
+
 def oom_user_attrs(result: Mapping[str, Any]) -> dict[str, Any]:
     """The Optuna user attributes of a trial whose last result is `result` (see `oom_result`).
 
@@ -204,7 +233,8 @@ class OOMAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        """Tell Optuna how the trial ended: PRUNED if out of memory, else as `OptunaSearch` does.
+        """Tell Optuna how the trial ended: PRUNED if out of memory or stopped early by the
+        scheduler, else as `OptunaSearch` does.
 
         Args:
             trial_id: Ray's trial id.
@@ -218,12 +248,22 @@ class OOMAwareOptunaSearch(OptunaSearch):
             # OptunaSearch tells COMPLETE whenever the metric is in `result`, error or not.
             super().on_trial_complete(trial_id, result=None, error=True)
             return
-        if result is None or not is_oom_result(result) or trial_id in self._completed_trials:
+        state = end_state(result, error=False)
+        if result is None or state == "complete" or trial_id in self._completed_trials:
             super().on_trial_complete(trial_id, result=result, error=error)
             return
         ot_trial = self._ot_trials[trial_id]
-        for key, value in oom_user_attrs(result).items():
-            ot_trial.set_user_attr(key, value)
+        if state == "pruned-oom":
+            for key, value in oom_user_attrs(result).items():
+                ot_trial.set_user_attr(key, value)
+        else:  # stopped by the scheduler after an epoch: what Optuna calls pruned
+            ot_trial.set_user_attr(STOPPED_EARLY_KEY, True)
+            # Ray hands the result it stopped the trial on here, not to `on_trial_result`: it
+            # is the trial's last epoch, and the pruned trial's value.
+            metric, step = self._metric, result.get(TRAINING_ITERATION)
+            value = result.get(metric) if isinstance(metric, str) else None
+            if isinstance(value, int | float) and math.isfinite(value) and step is not None:
+                ot_trial.report(float(value), int(step))
         # Optuna takes the last intermediate value, if any, as a PRUNED trial's value.
         # A trial id is only known once `suggest` has asked the study, so the study is set up.
         study = cast(optuna.Study, self._ot_study)

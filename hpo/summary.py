@@ -1,9 +1,11 @@
 """A finished study's summary: `summary.json`, the table printed at the end, orphaned trials.
 
 `summary.json` holds `space`, `study`, `metric`, `direction`, `num_trials`, `num_complete`,
-`num_pruned_oom`, `num_failed`, `best_value`, `best_config`, `best_trial`, where the results
-are, and `trials`: per trial its `trial_id`, `state` (`complete`, `pruned-oom`, `failed`, or
-`interrupted`: started or pending when the study was stopped, run again by `--resume`),
+`num_pruned_oom`, `num_stopped_early`, `num_failed`, `num_interrupted`, `best_value`,
+`best_config`, `best_trial`, where the results
+are, and `trials`: per trial its `trial_id`, `state` (`complete`, `pruned-oom`, `stopped-early`:
+stopped after an epoch by `--scheduler asha`, `failed`, or `interrupted`: started or pending
+when the study was stopped, run again by `--resume`),
 `oom_stage`, `config` (its parameters), the applied `train_batch_size` and `eval_batch_size`,
 `metric` (the value it ended with; None for OOM and failed trials), `epochs` run, `run_dir`.
 """
@@ -17,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+from hpo.searcher import OOM_STAGE_KEY, end_state
+from hpo.states import TRIAL_STATES, counts_line
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TRIAL_STATES",
+    "counts_line",
     "fail_orphaned_trials",
     "finite",
     "format_table",
@@ -36,8 +40,6 @@ __all__ = [
 
 # Ray's trial ids are 8 hex digits; the folder's next part is the trial's index.
 _TRIAL_FOLDER = re.compile(r"_([0-9a-f]{8})_\d+(?:_|$)")
-
-TRIAL_STATES = ("complete", "pruned-oom", "failed", "interrupted")
 
 
 def finite(value: Any) -> float | None:
@@ -56,16 +58,11 @@ def trial_row(
 ) -> dict[str, Any]:
     """One trial's entry of `summary.json`, from Ray's result of it."""
     metrics = metrics or {}
-    if error is not None:
-        state = "failed"
-    elif is_oom_result(metrics):
-        state = "pruned-oom"
-    elif not metrics.get("done"):
+    state: str = end_state(metrics, error=error is not None)
+    if state in ("complete", "stopped-early") and not metrics.get("done"):
         # Ray marks a trial's last result done when it ends (trained to the end, or stopped by
         # the scheduler); without that, the study was stopped before the trial ended.
         state = "interrupted"
-    else:
-        state = "complete"
     applied = metrics.get("applied_train_batch_size", metrics.get("train_batch_size"))
     return {
         "trial_id": trial_id,
@@ -130,6 +127,7 @@ def build_summary(config: StudyConfig, rows: Sequence[dict[str, Any]]) -> dict[s
         "num_interrupted": sum(r["state"] == "interrupted" for r in rows),
         "num_complete": sum(r["state"] == "complete" for r in rows),
         "num_pruned_oom": sum(r["state"] == "pruned-oom" for r in rows),
+        "num_stopped_early": sum(r["state"] == "stopped-early" for r in rows),
         "num_failed": sum(r["state"] == "failed" for r in rows),
         "best_value": None if best is None else best["metric"],
         "best_config": None if best is None else best["config"],
@@ -184,11 +182,7 @@ def format_table(summary: dict[str, Any]) -> str:
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     out.append("")
-    out.append(
-        f"{summary['num_trials']} trials: {summary['num_complete']} complete,"
-        f" {summary['num_pruned_oom']} pruned (out of memory), {summary['num_failed']} failed"
-        + (f", {summary['num_interrupted']} interrupted" if summary["num_interrupted"] else "")
-    )
+    out.append(counts_line(summary))
     if summary["best_config"] is not None:
         out.append(
             f"best: {metric} {summary['best_value']:.4f} (trial {summary['best_trial']})"

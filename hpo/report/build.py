@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from hpo.states import ENDED_STATES
 from trainables.errors import UserError
 
 if TYPE_CHECKING:
@@ -122,10 +123,14 @@ def build_report(
             for tag in (f"hpo.{key}", key)
             if tag in tags
         },
-        "num_trials": len(trials),
+        # The trials that ended, as in summary.json: one still running, or cut off by a
+        # stopped driver (run again by --resume), is counted apart.
+        "num_trials": sum(row["state"] in ENDED_STATES for row in trials),
         "num_complete": sum(row["state"] == "complete" for row in trials),
         "num_pruned_oom": len(oom),
+        "num_stopped_early": sum(row["state"] == "stopped-early" for row in trials),
         "num_failed": sum(row["state"] == "failed" for row in trials),
+        "num_interrupted": sum(row["state"] not in ENDED_STATES for row in trials),
         "oom_stages": dict(sorted(Counter(row["oom_stage"] for row in oom).items())),
         "best": best,
         "leaderboard": leaderboard,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hpo.report.build import SCHEDULE_PREFIX
+from hpo.states import counts_line
 
 __all__ = ["format_report"]
 
@@ -20,10 +21,7 @@ def format_report(report: dict[str, Any]) -> str:
         out.append(
             "  " + ", ".join(f"{k} {_setting(k, v)}" for k, v in report["settings"].items())
         )
-    out.append(
-        f"{report['num_trials']} trials: {report['num_complete']} complete,"
-        f" {report['num_pruned_oom']} pruned (out of memory), {report['num_failed']} failed"
-    )
+    out.append(counts_line(report))
     out.append("")
     if report["leaderboard"]:
         out += _table(report["leaderboard"], metric)

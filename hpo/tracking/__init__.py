@@ -10,12 +10,12 @@ Layout (what `hpo.report` reads back):
   `seed`, `device_type`, `memory_budget`); params: the fixed values and the study's settings;
   artifacts: `summary.json` and `plots/`;
 - child run per trial (name `trial-<id>`), tags `mlflow.parentRunId`, `hpo.role=trial`,
-  `hpo.study`, `hpo.trial_id`, the study tags, `state` (`complete`, `pruned-oom`, `failed`), `oom`
-  (`true`/`false`), `oom_stage` (empty when none); params: every searched and fixed value plus
-  `applied_train_batch_size`, `eval_batch_size`, `tuned_max_batch_size`; metrics per epoch (step
-  = epoch): `train_loss`, the `val_*` values, `train_batch_size`, `graphs_per_second`,
-  `peak_memory_bytes`; artifacts: `config.json`, `metrics.json` and `model/` (`model.pt` and its
-  `config.json`);
+  `hpo.study`, `hpo.trial_id`, the study tags, `state` (`complete`, `pruned-oom`,
+  `stopped-early`, `failed`), `oom` (`true`/`false`), `oom_stage` (empty when none); params:
+  every searched and fixed value plus `applied_train_batch_size`, `eval_batch_size`,
+  `tuned_max_batch_size`; metrics per epoch (step = epoch): `train_loss`, the `val_*` values,
+  `train_batch_size`, `graphs_per_second`, `peak_memory_bytes`; artifacts: `config.json`,
+  `metrics.json` and `model/` (`model.pt` and its `config.json`);
 - the best trial's `model/` registered as `<space>-<dataset>`, one new version per study.
 """
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
 from hpo.summary import finite
 from hpo.tracking.store import artifact_location, client, experiment_name, quiet_mlflow
 
@@ -188,8 +188,8 @@ class StudyTracker:
 
         run_id = self._trial_runs.get(trial_id) or self.start_trial(trial_id, config)
         result = result or {}
-        oom = is_oom_result(result) and not error
-        state = "failed" if error else ("pruned-oom" if oom else "complete")
+        state = end_state(result, error=error)
+        oom = state == "pruned-oom"
         for key, value in {
             "state": state,
             "oom": "true" if oom else "false",
@@ -200,9 +200,11 @@ class StudyTracker:
         run_dir = result.get("run_dir")
         if run_dir and Path(run_dir).is_dir():
             self._log_run_dir(run_id, Path(run_dir))
-        status = {"complete": RunStatus.FINISHED, "pruned-oom": RunStatus.KILLED}.get(
-            state, RunStatus.FAILED
-        )
+        status = {
+            "complete": RunStatus.FINISHED,
+            "pruned-oom": RunStatus.KILLED,
+            "stopped-early": RunStatus.KILLED,
+        }.get(state, RunStatus.FAILED)
         self.client.set_terminated(run_id, RunStatus.to_string(status))
 
     def _log_run_dir(self, run_id: str, run_dir: Path) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray import tune
 
+from hpo.searcher import TRAINED_KEY
 from hpo.trainable.context import TrialContext
 
 if TYPE_CHECKING:
@@ -23,8 +24,9 @@ def epoch_result(row: dict[str, float], metric: str, seconds: float) -> dict[str
     """The result reported to Ray after an epoch, from an `EpochHistory` row.
 
     Keys: the metric and every `train_*`/`val_*` value, `epoch` (1-based), `train_batch_size`,
-    `num_train_batches`, `graphs_per_second`, `epoch_seconds`, and `peak_memory_bytes` (the
-    run's peak so far) when the run has a memory budget.
+    `num_train_batches`, `graphs_per_second`, `epoch_seconds`, `trained_to_end` (False: a trial
+    whose last result this is was stopped by the scheduler), and `peak_memory_bytes` (the run's
+    peak so far) when the run has a memory budget.
     """
     graphs = row.get("num_train_graphs", 0.0)
     result: dict[str, Any] = {
@@ -33,6 +35,7 @@ def epoch_result(row: dict[str, float], metric: str, seconds: float) -> dict[str
     if "peak_memory_bytes" in row:
         result["peak_memory_bytes"] = int(row["peak_memory_bytes"])
     result.update(
+        {TRAINED_KEY: False},  # the last epoch's result too: the test and the model come after
         epoch=int(row["epoch"]) + 1,
         train_batch_size=int(row["train_batch_size"]),
         num_train_batches=int(row["num_train_batches"]),
@@ -83,7 +86,8 @@ def final_result(run: dict[str, Any]) -> dict[str, Any]:
     """The last result of a trial that trained to the end, from its run's `metrics.json`.
 
     Keys: every `val_*` value, `test_<split>_<metric>`, the batch sizes (applied, last, eval,
-    tuned maxima), tuner seconds, memory budget and peak, `run_dir`, `oom` (False), `done`.
+    tuned maxima), tuner seconds, memory budget and peak, `run_dir`, `oom` (False),
+    `trained_to_end` (True), `done`.
     """
     test = {
         f"test_{split}_{name}": value
@@ -108,6 +112,7 @@ def final_result(run: dict[str, Any]) -> dict[str, Any]:
         "trial_seconds": run.get("seconds"),
         "run_dir": run["run_dir"],
         "oom": False,
+        TRAINED_KEY: True,
         "done": True,
     }
 

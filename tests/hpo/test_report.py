@@ -29,7 +29,7 @@ T0_MS = 1_700_000_000_000
 @dataclass(frozen=True)
 class Trial:
     trial_id: str
-    state: str  # complete, pruned-oom or failed
+    state: str  # complete, pruned-oom, stopped-early, failed or interrupted
     value: float | None = None
     oom_stage: str = ""
     batch_size: int = 256
@@ -130,6 +130,9 @@ NEW_TRIALS = [
     # Its best epoch was better than its last: the leaderboard ranks by the last value.
     Trial("t0006", "complete", 0.85, history=(0.5, 0.95)),
     Trial("t0007", "complete", 0.70),
+    # Stopped by ASHA after one epoch, and cut off by a stopped driver: neither value ranks.
+    Trial("t0008", "stopped-early", 0.97),
+    Trial("t0009", "interrupted", 0.99),
 ]
 
 
@@ -190,8 +193,9 @@ def test_build_report_ranks_the_latest_study_by_its_metric(store: str) -> None:
 
     assert report["study"] == "curriculum-new"
     assert (report["metric"], report["direction"]) == ("val_f1", "max")
-    assert report["num_trials"] == 8 and report["num_complete"] == 4
+    assert report["num_trials"] == 9 and report["num_complete"] == 4  # 9 ended
     assert report["num_pruned_oom"] == 3 and report["num_failed"] == 1
+    assert report["num_stopped_early"] == 1 and report["num_interrupted"] == 1
     assert report["oom_stages"] == {"train": 2, "tuner": 1}
     board = report["leaderboard"]
     assert [(row["rank"], row["trial_id"], row["metric"]) for row in board] == [

@@ -15,7 +15,10 @@ from ray.tune.search import ConcurrencyLimiter
 
 from hpo.searcher import (
     OOM_STAGES,
+    STOPPED_EARLY_KEY,
+    TRAINED_KEY,
     OOMAwareOptunaSearch,
+    end_state,
     is_oom_result,
     oom_result,
     oom_user_attrs,
@@ -73,6 +76,14 @@ def _train(config: dict[str, Any]) -> None:
         )
 
 
+def _train_to_the_end(config: dict[str, Any]) -> None:
+    """Epochs as the platform's trainable reports them, then its last result."""
+    for epoch in range(1, config["epochs"] + 1):
+        value = _value(config["batch_size"], epoch)
+        tune.report({METRIC: value, "epoch": epoch, TRAINED_KEY: False})
+    tune.report({METRIC: value, "epoch": config["epochs"], TRAINED_KEY: True})
+
+
 def _train_then_crash(config: dict[str, Any]) -> None:
     tune.report({METRIC: 0.5, "epoch": 1})
     raise RuntimeError(f"not an out-of-memory error (batch {config['batch_size']})")
@@ -86,7 +97,13 @@ class _Run:
 
 
 def _fit(
-    trainable: Any, storage_dir: Path, *, num_samples: int, points: list[dict[str, Any]]
+    trainable: Any,
+    storage_dir: Path,
+    *,
+    num_samples: int,
+    points: list[dict[str, Any]],
+    scheduler: Any = None,
+    max_concurrent: int = 2,
 ) -> _Run:
     url = f"sqlite:///{storage_dir / 'optuna.db'}"
     searcher = OOMAwareOptunaSearch(
@@ -101,7 +118,8 @@ def _fit(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=2),
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            scheduler=scheduler,
             num_samples=num_samples,
             reuse_actors=True,
         ),
@@ -189,6 +207,52 @@ def test_oom_aware_optuna_search_keeps_intermediate_values_of_pruned_trials(
         assert trial.value is None
     for trial in kinds["fits"]:
         assert sorted(trial.intermediate_values) == [1, 2, 3]
+
+
+def test_trials_the_scheduler_stops_are_pruned_not_complete(
+    ray_local: None, tmp_path: Path
+) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    # One at a time, smaller batches score higher: ASHA stops the later, larger ones at a rung.
+    points = [{"batch_size": b} for b in (8, 16, 128, 192, 256)]
+    asha = ASHAScheduler(
+        metric=METRIC, mode="max", max_t=NUM_EPOCHS + 1, grace_period=1, reduction_factor=2
+    )
+    run = _fit(
+        _train_to_the_end, tmp_path, num_samples=5, points=points, scheduler=asha, max_concurrent=1
+    )
+    assert run.results.errors == []
+    trials = {t.params["batch_size"]: t for t in run.study.trials}
+    ends = {
+        run.results[i].config["batch_size"]: end_state(run.results[i].metrics, error=False)  # type: ignore[index]
+        for i in range(len(run.results))
+    }
+    stopped = [b for b, state in ends.items() if state == "stopped-early"]
+    assert stopped and len(stopped) < len(ends), ends
+    for batch_size, state in ends.items():
+        trial = trials[batch_size]
+        if state == "stopped-early":
+            # Pruned, as Optuna's own pruners end a trial: its epochs kept, its last the value.
+            assert trial.state == TrialState.PRUNED
+            assert trial.user_attrs == {STOPPED_EARLY_KEY: True}
+            assert len(trial.intermediate_values) < NUM_EPOCHS
+            last = max(trial.intermediate_values)
+            assert trial.value == pytest.approx(_value(batch_size, last))
+        else:
+            assert state == "complete"
+            assert trial.state == TrialState.COMPLETE and trial.user_attrs == {}
+            assert trial.value == pytest.approx(_value(batch_size, NUM_EPOCHS))
+
+
+def test_end_state_tells_the_four_ends_apart() -> None:
+    assert end_state({METRIC: 0.9, TRAINED_KEY: True}, error=False) == "complete"
+    assert end_state({METRIC: 0.9}, error=False) == "complete"  # a trainable without the key
+    assert end_state({METRIC: 0.5, TRAINED_KEY: False}, error=False) == "stopped-early"
+    oom = oom_result(METRIC, "max", stage="train", train_batch_size=8, eval_batch_size=8)
+    assert end_state(oom, error=False) == "pruned-oom"
+    assert end_state({METRIC: 0.9, TRAINED_KEY: True}, error=True) == "failed"
+    assert end_state(None, error=False) == "complete"
 
 
 def test_oom_aware_optuna_search_fails_a_real_error(ray_local: None, tmp_path: Path) -> None:

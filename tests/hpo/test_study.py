@@ -201,6 +201,10 @@ def test_trial_rows_classify_complete_oom_failed_and_interrupted() -> None:
     pending = trial_row("e", config, {}, None, "val_f1")
     assert (running["state"], running["metric"]) == ("interrupted", None)
     assert pending["state"] == "interrupted"
+    # Stopped by ASHA after an epoch: ended (done), but with no test metrics and no model.
+    stopped = {"val_f1": 0.95, "epoch": 1, "trained_to_end": False, "done": True}
+    assert trial_row("f", config, stopped, None, "val_f1")["state"] == "stopped-early"
+    assert trial_row("f", config, stopped, None, "val_f1")["metric"] is None
 
 
 def test_summary_picks_the_best_by_direction(tmp_path: Path) -> None:
@@ -209,16 +213,25 @@ def test_summary_picks_the_best_by_direction(tmp_path: Path) -> None:
         trial_row("b", {"x": 2}, {"val_loss": 0.2, "done": True}, None, "val_loss"),
         trial_row("c", {"x": 3}, {"val_loss": -math.inf, "oom": True}, None, "val_loss"),
         trial_row("d", {"x": 4}, {"val_loss": 0.1, "epoch": 1}, None, "val_loss"),
+        trial_row(
+            "e",
+            {"x": 5},
+            {"val_loss": 0.05, "trained_to_end": False, "done": True},
+            None,
+            "val_loss",
+        ),
     ]
     space = get_space("normal").with_overrides(metric="val_loss", direction="min")
     summary = build_summary(StudyConfig(space=space, study_dir=tmp_path), rows)
+    # Neither the stopped trial's one-epoch 0.05 nor the interrupted one's 0.1 is a result.
     assert (summary["best_trial"], summary["best_value"]) == ("b", 0.2)
     assert (summary["num_complete"], summary["num_pruned_oom"]) == (2, 1)
-    # The interrupted trial's 0.1 is not a result, and it is not counted as ended.
-    assert (summary["num_trials"], summary["num_interrupted"]) == (3, 1)
-    assert "3 trials: 2 complete, 1 pruned (out of memory), 0 failed, 1 interrupted" in (
-        format_table(summary)
-    )
+    assert (summary["num_stopped_early"], summary["num_interrupted"]) == (1, 1)
+    assert summary["num_trials"] == 4  # the interrupted one has not ended
+    assert (
+        "4 trials: 2 complete, 1 pruned (out of memory), 1 stopped early by the scheduler,"
+        " 0 failed, 1 interrupted"
+    ) in format_table(summary)
 
 
 def test_new_study_is_warm_started_from_the_factor_store_and_runs_under_asha(

@@ -214,7 +214,9 @@ def test_a_resumed_study_keeps_the_default_budget_it_started_with(tmp_path: Path
     assert StudyTracker(given.tracking_uri, given, resume=True).recorded_budget() is None
 
 
-def test_finishing_a_study_closes_only_the_runs_still_open(tmp_path: Path) -> None:
+def test_trial_runs_end_in_their_state_and_finishing_closes_only_those_still_open(
+    tmp_path: Path,
+) -> None:
     from hpo.summary import build_summary
     from hpo.tracking import StudyTracker
 
@@ -222,11 +224,17 @@ def test_finishing_a_study_closes_only_the_runs_still_open(tmp_path: Path) -> No
     tracker = StudyTracker(config.tracking_uri, config)
     ended = tracker.start_trial("aaaa0001", {"batch_size": 8})
     tracker.end_trial("aaaa0001", {"batch_size": 8}, {"val_f1": 0.5, "done": True}, error=False)
+    stopped = tracker.start_trial("cccc0003", {"batch_size": 32})
+    tracker.end_trial(
+        "cccc0003", {"batch_size": 32}, {"val_f1": 0.7, "trained_to_end": False}, error=False
+    )
     cut_off = tracker.start_trial("bbbb0002", {"batch_size": 16})
     # Neither is in the summary (say, Ray's saved state was older than both).
     tracker.finish(build_summary(config, []), complete=True)
     client = tracker.client
     assert client.get_run(ended).data.tags["state"] == "complete"
     assert client.get_run(ended).info.status == "FINISHED"
+    assert client.get_run(stopped).data.tags["state"] == "stopped-early"  # by the scheduler
+    assert client.get_run(stopped).info.status == "KILLED"
     assert client.get_run(cut_off).data.tags["state"] == "interrupted"
     assert client.get_run(cut_off).info.status == "KILLED"
