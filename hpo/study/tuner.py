@@ -10,7 +10,7 @@ from typing import Any
 
 from hpo.study.config import EXPERIMENT_NAME, StudyConfig
 
-__all__ = ["default_budget", "factor_store_path", "ray_tuner"]
+__all__ = ["default_budget", "factor_store_path", "ray_tuner", "warm_start_key"]
 
 logger = logging.getLogger("hpo.run")
 
@@ -145,17 +145,11 @@ def _warm_start(config: StudyConfig) -> dict[str, Any] | None:
     """The first trial: the adaptive store's recommended factor, when it has records."""
     if not (config.warm_start and config.tune_batch_size):
         return None
-    from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
+    from trainables.batching.adaptive_factor import SafetyFactorStore
 
     space = config.space
     store = SafetyFactorStore(factor_store_path(config))
-    key = SafetyFactorKey(
-        dataset=config.source.dataset_name,
-        mode=space.mode,
-        model_size=space.size,
-        device_type="cuda" if config.gpus_per_trial > 0 else "cpu",
-        budget_bytes=config.memory_budget or 0,
-    )
+    key = warm_start_key(config)
     if store.num_records(key) == 0:
         return None
     bounds = space.safety_factor
@@ -167,6 +161,21 @@ def _warm_start(config: StudyConfig) -> dict[str, Any] | None:
         store.num_records(key),
     )
     return space.warm_start_params(factor)
+
+
+def warm_start_key(config: StudyConfig) -> Any:
+    """The adaptive store's key the study's trials record under (`factor_key` of each trial's
+    config): the budget as asked for, 0 for the default (a GPU share included)."""
+    from trainables.batching.adaptive_factor import SafetyFactorKey
+
+    space = config.space
+    return SafetyFactorKey(
+        dataset=config.source.dataset_name,
+        mode=space.mode,
+        model_size=space.size,
+        device_type="cuda" if config.gpus_per_trial > 0 else "cpu",
+        budget_bytes=config.memory_budget or 0,
+    )
 
 
 def _scheduler(config: StudyConfig) -> Any:

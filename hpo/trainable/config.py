@@ -34,6 +34,9 @@ def train_config(params: dict[str, Any], context: TrialContext) -> Any:
         batching=BatchTuning(
             tune=context.tune_batch_size,
             memory_budget=_budget_bytes(context),
+            # A GPU share is the study's default, keyed so in the factor store (the warm start
+            # looks there): not a budget the user asked for.
+            budget_is_default=context.memory_budget is None,
             safety_factor=settings.safety_factor,
             eval_multiplier=float(settings.eval_multiplier),
             schedule=settings.schedule,

@@ -50,6 +50,9 @@ class BatchTuning:
             several trials (an HPO study computes it once, so that every trial has the same
             frontier-memo key); None: computed when the run starts. The adaptive factor store
             still keys such a run as "default budget".
+        budget_is_default: `memory_budget` was not asked for but derived by whoever runs the
+            trial (an HPO study's share of a GPU): the adaptive factor store keys the run as
+            "default budget" too, where the study's warm start looks its factor up.
 
     Example:
         >>> BatchTuning(tune=True, safety_factor=0.5).schedule.type
@@ -66,6 +69,7 @@ class BatchTuning:
     factor_store_path: Path | None = None
     num_concurrent_trials: int = 1
     default_budget: int | None = None
+    budget_is_default: bool = False
 
     def __post_init__(self) -> None:
         if self.safety_factor != "auto" and not (

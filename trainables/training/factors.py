@@ -47,13 +47,14 @@ def factor_store(config: TrainConfig) -> SafetyFactorStore:
 
 def factor_key(config: TrainConfig, device: torch.device) -> SafetyFactorKey:
     """The adaptive store's key of a run: keyed by the budget the user asked for (0 = the
-    default budget), so that `--safety-factor auto` finds it again."""
+    default budget), so that `--safety-factor auto` and a study's warm start find it again."""
+    batching = config.batching
     return SafetyFactorKey(
         dataset=config.source.dataset_name,
         mode=config.mode,
         model_size=config.resolved_size,
         device_type=device.type,
-        budget_bytes=config.batching.memory_budget or 0,
+        budget_bytes=0 if batching.budget_is_default else (batching.memory_budget or 0),
     )
 
 
