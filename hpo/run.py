@@ -124,7 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     study_dir = _study_dir(args)
-    config = _resumed_config(study_dir, args) if args.resume else _new_config(study_dir, args)
+    if args.resume:
+        config = _resumed_config(study_dir, args)
+        _check_resume_options(config, study_dir, args, _given_options(argv))
+    else:
+        config = _new_config(study_dir, args)
     if config.tune_batch_size:
         from hpo.study.tuner import factor_store_path
         from trainables.batching.adaptive_factor import SafetyFactorStore
@@ -266,8 +270,6 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         "address": args.address,
         "dashboard_host": None if args.no_dashboard else args.dashboard_host,
     }
-    if args.mlflow_uri is not None:
-        changes["mlflow_uri"] = args.mlflow_uri
     if args.factor_store is not None:
         changes["factor_store_path"] = args.factor_store.resolve()
     try:
@@ -281,6 +283,100 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         problem = f"no {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
         raise UserError(f"--resume: {settings} is not a study's settings ({problem})") from None
+
+
+# What `--resume` may change: where and how the driver runs and is watched, and which factor
+# store it reads. Every other option is one of the study's settings, kept in study.json.
+_RESUME_OPTIONS = frozenset(
+    {"space", "study_dir", "study_name", "resume", "address", "dashboard_host", "no_dashboard"}
+    | {"mlflow_uri", "factor_store", "json", "cache_dir", "no_cache"}
+)
+
+
+def _given_options(argv: Sequence[str] | None) -> set[str]:
+    """The options the command line names (their `dest`), defaults left out."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def _check_resume_options(
+    config: StudyConfig, study_dir: Path, args: argparse.Namespace, given: set[str]
+) -> None:
+    """A study resumes with the settings it started with: an option given with `--resume` that
+    says otherwise is an error (it used to be dropped silently), one that says the same is
+    accepted (a requeued SLURM job passes its whole command line again).
+
+    Raises:
+        UserError: Options that differ from the study's, each with the study's value; or an
+            `--mlflow-uri` other than the study's store.
+    """
+    if args.mlflow_uri is not None and not _same_store(config.tracking_uri, args.mlflow_uri):
+        # Ray restores the study's MLflow callback as it was: trials would log to the old store,
+        # the study's summary and registered model to the new one.
+        raise UserError(
+            f"--mlflow-uri {args.mlflow_uri}: study {config.name} is tracked in"
+            f" {config.tracking_uri}; a resumed study keeps its store (its trials' runs are"
+            " there), so leave the option out"
+        )
+    settings = sorted(given - _RESUME_OPTIONS)
+    if not settings:
+        return
+    fresh = _new_config(study_dir, args)  # the study these options alone would start
+    differ = [
+        f"--{dest.replace('_', '-')}: "
+        + (
+            "a different space"
+            if dest == "smoke_test"
+            else f"{_setting(fresh, dest)} (the study's: {_setting(config, dest)})"
+        )
+        for dest in settings
+        if _setting(fresh, dest) != _setting(config, dest)
+    ]
+    if differ:
+        raise UserError(
+            f"--resume continues study {config.name} with the settings it started with"
+            f" ({config.paths.settings}); these options say otherwise: {'; '.join(differ)}."
+            " Leave them out, or start a new study with another --study-name"
+        )
+
+
+# The study's settings an option sets: StudyConfig fields, and GraphSource fields by option.
+_STUDY_FIELDS = frozenset(
+    {"num_samples", "max_concurrent", "memory_budget", "cpus_per_trial", "gpus_per_trial"}
+    | {"scheduler", "seed", "max_failures", "tune_batch_size"}
+)
+_SOURCE_FIELDS = {
+    "data_dir": "data_dir",
+    "dataset": "dataset",
+    "window": "window",
+    "stride": "stride",
+    "num_messages": "num_messages",
+    "data_seed": "seed",
+    "on_bad_rows": "on_bad_rows",
+}
+
+
+def _setting(config: StudyConfig, dest: str) -> object:
+    """The value of the study setting that the option `dest` sets, comparable across configs."""
+    if dest in _STUDY_FIELDS:
+        return getattr(config, dest)
+    if dest == "epochs":
+        return config.space.epochs
+    if dest == "smoke_test":
+        return config.space
+    value = getattr(config.source, _SOURCE_FIELDS[dest])
+    return Path(value).resolve() if isinstance(value, Path) else value
+
+
+def _same_store(a: str, b: str) -> bool:
+    from hpo.tracking.store import sqlite_path
+
+    file_a, file_b = sqlite_path(a), sqlite_path(b)
+    if file_a is not None and file_b is not None:
+        return file_a.resolve() == file_b.resolve()
+    return a == b
 
 
 def _default_num_messages() -> int:

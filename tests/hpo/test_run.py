@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -185,6 +186,52 @@ def test_factor_store_option_is_resolved_into_the_study_and_kept_on_resume(
         study_dir, parse(["--space", "normal", "--resume", "--factor-store", "g.json"])
     )
     assert moved.factor_store_path == tmp_path / "g.json"
+
+
+def test_resume_refuses_options_that_contradict_the_study_and_accepts_the_same_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpo.run import (
+        _RESUME_OPTIONS,
+        _check_resume_options,
+        _given_options,
+        _new_config,
+        _resumed_config,
+        _setting,
+        build_parser,
+    )
+    from trainables.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    study_dir = tmp_path / "studies" / "s"
+    first = ["--space", "normal", "--smoke-test", "--num-samples", "4", "--epochs", "3"]
+    first += ["--data-seed", "2", "--study-dir", "studies", "--study-name", "s"]
+    config = _new_config(study_dir, build_parser().parse_args(first))
+    study_dir.mkdir(parents=True)
+    (study_dir / "study.json").write_text(json.dumps(config.to_json()))
+
+    def resume(*extra: str) -> None:
+        argv = ["--space", "normal", "--study-dir", "studies", "--study-name", "s", "--resume"]
+        args = build_parser().parse_args([*argv, *extra])
+        resumed = _resumed_config(study_dir, args)
+        _check_resume_options(resumed, study_dir, args, _given_options([*argv, *extra]))
+
+    resume()
+    resume(*first[2:])  # the first command again, as a requeued SLURM job passes it
+    resume("--mlflow-uri", f"sqlite:///{tmp_path / 'studies' / 'mlflow.db'}")  # the same store
+    for extra, message in [
+        (["--num-samples", "10"], "--num-samples: 10 (the study's: 4)"),
+        (["--epochs", "5", "--smoke-test"], "--epochs: 5 (the study's: 3)"),
+        (["--data-seed", "3"], "--data-seed: 3 (the study's: 2)"),
+        (["--smoke-test", "--epochs", "3", "--max-concurrent", "1"], "--max-concurrent: 1"),
+        (["--mlflow-uri", "sqlite:///other.db"], "study s is tracked in sqlite:///"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            resume(*extra)
+    # Every option is either one --resume may change, or a setting it compares.
+    dests = {a.dest for a in build_parser()._actions if a.dest != "help"}
+    for dest in dests - _RESUME_OPTIONS:
+        _setting(config, dest)
 
 
 def test_resume_names_the_study_file_holding_a_bad_setting(tmp_path: Path) -> None:
