@@ -8,9 +8,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from hpo.searcher import OOM_STAGE_KEY, is_oom_result
+from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
 
-__all__ = ["StudyProgress", "describe_config"]
+__all__ = ["OneLineTrialErrors", "StudyProgress", "describe_config"]
 
 logger = logging.getLogger("hpo.run")
 
@@ -37,6 +37,32 @@ def _value(value: Any) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.4f}"
     return str(value)
+
+
+class OneLineTrialErrors(logging.Filter):
+    """Ray Tune's "Trial task failed for trial X" as one line, its exception's last line added
+    and its traceback left out: a failed attempt printed ~50 lines on stderr. The traceback is
+    in the trial's `error.txt`, which `StudyProgress` names when the trial has failed for good.
+    Install on Ray's `tune_controller` logger (`install`)."""
+
+    LOGGER = "ray.tune.execution.tune_controller"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Trial task failed for trial"):
+            error = record.exc_info[1]
+            lines = str(error).strip().splitlines() if error is not None else []
+            last = lines[-1] if lines else type(error).__name__
+            record.msg = f"{record.getMessage()}: {last}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+    @classmethod
+    def install(cls) -> None:
+        target = logging.getLogger(cls.LOGGER)
+        if not any(isinstance(f, cls) for f in target.filters):
+            target.addFilter(cls())
 
 
 class StudyProgress(Callback):
@@ -69,7 +95,18 @@ class StudyProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finished += 1
         last = trial.last_result or {}
-        if is_oom_result(last):
+        state = end_state(last, error=False)
+        if state == "stopped-early":
+            logger.info(
+                "trial %s stopped early by the scheduler after epoch %s: %s %s (%d finished)",
+                trial.trial_id,
+                last.get("epoch"),
+                self._metric,
+                _value(last.get(self._metric)),
+                self._finished,
+            )
+            return
+        if state == "pruned-oom":
             logger.info(
                 "trial %s pruned: out of memory in stage %s at train batch %s (%d finished)",
                 trial.trial_id,
