@@ -107,11 +107,12 @@ class StudyProgress(Callback):
             )
             return
         if state == "pruned-oom":
+            stage, size = last.get(OOM_STAGE_KEY), last.get("train_batch_size")
             logger.info(
-                "trial %s pruned: out of memory in stage %s at train batch %s (%d finished)",
+                "trial %s pruned: out of memory in stage %s%s (%d finished)",
                 trial.trial_id,
-                last.get(OOM_STAGE_KEY),
-                last.get("train_batch_size"),
+                stage,
+                "" if size is None else f" at train batch {size}",
                 self._finished,
             )
             return

@@ -211,22 +211,34 @@ class OOMAwareOptunaSearch(OptunaSearch):
         ('PRUNED', {1: 0.5}, 'validation')
     """
 
+    def _stored(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
+        """The trial's Optuna trial as the storage holds it, or None before `suggest`."""
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return None
+        study = cast(optuna.Study, self._ot_study)
+        return study._storage.get_trial(ot_trial._trial_id)
+
     def _finished_in_storage(self, trial_id: str) -> bool:
         """Whether the trial's Optuna trial has already ended in the storage.
 
         After `Tuner.restore`, Ray runs again a trial its last saved state had as running,
         though it may have finished (and been told to Optuna) before the driver died.
         """
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None:
-            return False
-        study = cast(optuna.Study, self._ot_study)
-        frozen = study._storage.get_trial(ot_trial._trial_id)
-        return frozen.state.is_finished()
+        stored = self._stored(trial_id)
+        return stored is not None and stored.state.is_finished()
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Record `result`'s metric as an intermediate value, unless it is an OOM stand-in."""
-        if is_oom_result(result) or self._finished_in_storage(trial_id):
+        """Record `result`'s metric as an intermediate value, unless it is an OOM stand-in or
+        its step is recorded already (a trial run again after `Tuner.restore` reports its
+        epochs again; Optuna would warn about each, over several lines)."""
+        if is_oom_result(result):
+            return
+        stored = self._stored(trial_id)
+        if stored is not None and (
+            stored.state.is_finished()
+            or result.get(TRAINING_ITERATION) in stored.intermediate_values
+        ):
             return
         super().on_trial_result(trial_id, result)
 

@@ -5,7 +5,6 @@ a trial that ended before the study was interrupted (`finished_run`)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +16,12 @@ from hpo.trainable.context import TrialContext
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
-__all__ = ["epoch_result", "final_result", "finished_run", "node_id", "reporter"]
+__all__ = ["epoch_result", "final_result", "finished_run", "node_id", "reporter", "run_sizes"]
 
 
-def epoch_result(row: dict[str, float], metric: str, seconds: float) -> dict[str, Any]:
-    """The result reported to Ray after an epoch, from an `EpochHistory` row.
+def epoch_result(row: dict[str, float], metric: str) -> dict[str, Any]:
+    """The result reported to Ray after an epoch, from an `EpochHistory` row (as the epoch
+    ended, or read back from a finished run's `metrics.json`: the same values).
 
     Keys: the metric and every `train_*`/`val_*` value, `epoch` (1-based), `train_batch_size`,
     `num_train_batches`, `graphs_per_second`, `epoch_seconds`, `trained_to_end` (False: a trial
@@ -29,6 +29,7 @@ def epoch_result(row: dict[str, float], metric: str, seconds: float) -> dict[str
     peak so far) when the run has a memory budget.
     """
     graphs = row.get("num_train_graphs", 0.0)
+    seconds = row.get("epoch_seconds", 0.0)
     result: dict[str, Any] = {
         name: value for name, value in row.items() if name.startswith(("train_", "val_"))
     }
@@ -57,29 +58,34 @@ def reporter(context: TrialContext, run_dir: Path) -> pl.Callback:
     from trainables.training.callbacks import EpochHistory
 
     class ReportEpoch(pl.Callback):
-        def __init__(self) -> None:
-            self._start = time.perf_counter()
-
-        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            self._start = time.perf_counter()
-
         def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             callbacks = trainer.callbacks  # type: ignore[attr-defined]
             history = next(c for c in callbacks if isinstance(c, EpochHistory))
             datamodule = trainer.datamodule  # type: ignore[attr-defined]
-            result = epoch_result(
-                history.epochs[-1], context.metric, time.perf_counter() - self._start
+            tune.report(
+                {
+                    **epoch_result(history.epochs[-1], context.metric),
+                    **run_sizes(
+                        int(datamodule.batch_sizes_per_epoch[0]),
+                        int(datamodule.eval_batch_size),
+                        run_dir,
+                    ),
+                }
             )
-            result.update(
-                node_id=node_id(),
-                eval_batch_size=int(datamodule.eval_batch_size),
-                applied_train_batch_size=int(datamodule.batch_sizes_per_epoch[0]),
-                run_dir=str(run_dir),
-                oom=False,
-            )
-            tune.report(result)
 
     return ReportEpoch()
+
+
+def run_sizes(applied: int, eval_batch_size: int, run_dir: Path | str) -> dict[str, Any]:
+    """What every epoch's result adds to `epoch_result`: the run's applied train and eval batch
+    sizes, where it runs and writes, and `oom` (False)."""
+    return {
+        "applied_train_batch_size": applied,
+        "eval_batch_size": eval_batch_size,
+        "run_dir": str(run_dir),
+        "node_id": node_id(),
+        "oom": False,
+    }
 
 
 def final_result(run: dict[str, Any]) -> dict[str, Any]:

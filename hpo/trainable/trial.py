@@ -13,7 +13,14 @@ from ray import tune
 from hpo.searcher import OOMStage, oom_result
 from hpo.trainable.config import train_config
 from hpo.trainable.context import TrialContext, TrialOutOfMemoryError
-from hpo.trainable.results import epoch_result, final_result, finished_run, node_id, reporter
+from hpo.trainable.results import (
+    epoch_result,
+    final_result,
+    finished_run,
+    node_id,
+    reporter,
+    run_sizes,
+)
 
 __all__ = ["train_trial"]
 
@@ -34,8 +41,10 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
     run = finished_run(context.runs_dir, trial_id)
     if run is not None:
         logger.info("trial %s finished before the study was interrupted: %s", trial_id, run)
+        applied = (run.get("batch_sizes_per_epoch") or [run["train_batch_size"]])[0]
+        sizes = run_sizes(applied, run["eval_batch_size"], run["run_dir"])
         for row in run["history"]:
-            tune.report({**epoch_result(row, context.metric, 0.0), "run_dir": run["run_dir"]})
+            tune.report({**epoch_result(row, context.metric), **sizes})
     else:
         run_dir = new_run_dir(context.runs_dir, f"trial-{trial_id}")
         handler = _log_to(run_dir / "train.log")
@@ -58,7 +67,9 @@ def _report_oom(run: dict[str, Any], context: TrialContext) -> None:
     stage: OOMStage = run.get("oom_stage") or "train"
     history = run["history"]
     sizes = run.get("batch_sizes_per_epoch") or []
-    # The size of the epoch in progress (its history row is written after validation).
+    # The size of the epoch in progress (its history row is written after validation). Out of
+    # memory in the tuner, no size was applied: the searched one was never tried.
+    tuner = stage == "tuner"
     tried = sizes[min(len(history), len(sizes) - 1)] if sizes else run["train_batch_size"]
     last = history[-1].get(context.metric) if history else None
     if context.oom_as_error:
@@ -69,12 +80,12 @@ def _report_oom(run: dict[str, Any], context: TrialContext) -> None:
                 context.metric,
                 context.space.direction,
                 stage=stage,
-                train_batch_size=tried,
-                eval_batch_size=run["eval_batch_size"],
+                train_batch_size=None if tuner else tried,
+                eval_batch_size=None if tuner else run["eval_batch_size"],
                 last_value=None if last is None or math.isnan(last) else last,
             ),
             "epoch": len(history),
-            "applied_train_batch_size": run["train_batch_size"],
+            "applied_train_batch_size": None if tuner else run["train_batch_size"],
             "tuned_max_batch_size": run.get("tuned_max_batch_size"),
             "trial_seconds": run.get("seconds"),
             "run_dir": run["run_dir"],

@@ -414,3 +414,22 @@ def test_a_trial_run_again_after_restore_leaves_its_finished_optuna_trial_alone(
         0.5,
         {1: 0.5},
     )
+
+
+def test_a_running_trial_run_again_after_restore_reports_its_epochs_once(
+    tmp_path: Path, recwarn: pytest.WarningsRecorder
+) -> None:
+    # Killed mid-trial: Ray runs it again from its first epoch. Optuna keeps the first report of
+    # each step (and warned, over several lines, about each one reported again).
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = OOMAwareOptunaSearch(
+        _suggest, metric=METRIC, mode="max", storage=optuna.storages.RDBStorage(url), seed=0
+    )
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", {METRIC: 0.5, "training_iteration": 1})
+    for step, value in ((1, 0.6), (2, 0.7)):  # the run again
+        searcher.on_trial_result("t1", {METRIC: value, "training_iteration": step})
+    searcher.on_trial_complete("t1", result={METRIC: 0.7, "training_iteration": 2})
+    [trial] = optuna.load_study(study_name=_study(searcher).study_name, storage=url).trials
+    assert (trial.state, trial.intermediate_values) == (TrialState.COMPLETE, {1: 0.5, 2: 0.7})
+    assert not [w for w in recwarn if "already reported" in str(w.message)]

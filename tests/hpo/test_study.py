@@ -411,3 +411,33 @@ def test_a_trials_id_comes_from_its_ray_folder_not_its_last_result(
     config, summary = oom_study
     folders = sorted(p.name for p in config.paths.experiment.glob("train_trial_*") if p.is_dir())
     assert [trial_id_of(f, None) for f in folders] == [r["trial_id"] for r in summary["trials"]]
+
+
+def test_a_budget_no_batch_fits_prunes_every_trial_in_the_tuner_with_no_size_tried(
+    ray_local: None, smoke_source: GraphSource, tmp_path: Path
+) -> None:
+    config = StudyConfig(
+        space=get_space("normal").smoke().with_overrides(epochs=1),
+        study_dir=tmp_path / "study",
+        source=smoke_source,
+        num_samples=2,
+        memory_budget=2 << 20,  # 2 MiB: not one graph trains
+        factor_store_path=tmp_path / "factors.json",
+    )
+    summary = run_study(config)
+    assert summary["num_pruned_oom"] == 2
+    for row in summary["trials"]:
+        # The searched batch size was never tried: the tuner stopped before any size applied.
+        assert (row["oom_stage"], row["train_batch_size"], row["eval_batch_size"]) == (
+            "tuner",
+            None,
+            None,
+        )
+    for trial in _optuna_trials(config):
+        assert trial.state == TrialState.PRUNED
+        assert trial.user_attrs == {
+            "oom": True,
+            "oom_stage": "tuner",
+            "train_batch_size": None,
+            "eval_batch_size": None,
+        }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import pytorch_lightning as pl
@@ -35,8 +36,10 @@ class EpochHistory(pl.Callback):
         self.budget: MemoryBudget | None = None  # set while a budget is active: peaks per epoch
         self._num_batches = 0
         self._num_graphs = 0
+        self._start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
         loader = trainer.train_dataloader
         batch_size = int(_datamodule(trainer).batch_size)
         # The sampler's length: a curriculum epoch trains on a sample of the dataset.
@@ -60,6 +63,8 @@ class EpochHistory(pl.Callback):
         row["num_train_batches"] = self._num_batches
         row["num_train_graphs"] = self._num_graphs
         row["train_batch_size"] = int(_datamodule(trainer).batch_size)
+        # Training and validation (Lightning validates before this hook).
+        row["epoch_seconds"] = time.perf_counter() - self._start
         if self.budget is not None:
             row["peak_memory_bytes"] = self.budget.peak_bytes  # the run's peak so far
         self.epochs.append(row)
