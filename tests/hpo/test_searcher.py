@@ -389,21 +389,29 @@ def test_is_oom_result_is_false_for_ordinary_and_missing_results() -> None:
     assert is_oom_result({METRIC: 0.5, "oom": True})
 
 
+def _stored_searcher(url: str) -> OOMAwareOptunaSearch:
+    return OOMAwareOptunaSearch(
+        _suggest, metric=METRIC, mode="max", storage=optuna.storages.RDBStorage(url), seed=0
+    )
+
+
+def _trial_reported_once(url: str) -> OOMAwareOptunaSearch:
+    """A searcher whose trial `t1` has reported its first epoch (0.5)."""
+    searcher = _stored_searcher(url)
+    searcher.suggest("t1")
+    searcher.on_trial_result("t1", {METRIC: 0.5, "training_iteration": 1})
+    return searcher
+
+
 def test_a_trial_run_again_after_restore_leaves_its_finished_optuna_trial_alone(
     tmp_path: Path,
 ) -> None:
     # After Tuner.restore, Ray runs again a trial its saved state had as running, though the
     # killed driver had already told Optuna how it ended. Its reports must not fail the study.
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = OOMAwareOptunaSearch(
-        _suggest, metric=METRIC, mode="max", storage=optuna.storages.RDBStorage(url), seed=0
-    )
-    searcher.suggest("t1")
-    searcher.on_trial_result("t1", {METRIC: 0.5, "training_iteration": 1})
+    searcher = _trial_reported_once(url)
     searcher.on_trial_complete("t1", result={METRIC: 0.5, "training_iteration": 1})
-    restored = OOMAwareOptunaSearch(
-        _suggest, metric=METRIC, mode="max", storage=optuna.storages.RDBStorage(url), seed=0
-    )
+    restored = _stored_searcher(url)
     restored.__dict__.update(searcher.__dict__)  # what Ray's restore_from_dir does
     restored._completed_trials = set()  # saved before the trial ended
     restored.on_trial_result("t1", {METRIC: 0.9, "training_iteration": 1})
@@ -422,11 +430,7 @@ def test_a_running_trial_run_again_after_restore_reports_its_epochs_once(
     # Killed mid-trial: Ray runs it again from its first epoch. Optuna keeps the first report of
     # each step (and warned, over several lines, about each one reported again).
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    searcher = OOMAwareOptunaSearch(
-        _suggest, metric=METRIC, mode="max", storage=optuna.storages.RDBStorage(url), seed=0
-    )
-    searcher.suggest("t1")
-    searcher.on_trial_result("t1", {METRIC: 0.5, "training_iteration": 1})
+    searcher = _trial_reported_once(url)
     for step, value in ((1, 0.6), (2, 0.7)):  # the run again
         searcher.on_trial_result("t1", {METRIC: value, "training_iteration": step})
     searcher.on_trial_complete("t1", result={METRIC: 0.7, "training_iteration": 2})
