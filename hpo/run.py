@@ -273,7 +273,7 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     if args.factor_store is not None:
         changes["factor_store_path"] = args.factor_store.resolve()
     try:
-        return StudyConfig.from_json(saved, study_dir=study_dir, **changes)
+        config = StudyConfig.from_json(saved, study_dir=study_dir, **changes)
     except UserError as err:
         # The check names the option that sets the value; the value came from the file.
         raise UserError(
@@ -283,6 +283,14 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         problem = f"no {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]
         raise UserError(f"--resume: {settings} is not a study's settings ({problem})") from None
+    # Where graphs are cached is not a study setting: the same graphs, read or built.
+    if args.cache_dir is not None:
+        config = dataclasses.replace(config, source=_with_cache_dir(config.source, args.cache_dir))
+    if args.no_cache:
+        config = dataclasses.replace(
+            config, source=dataclasses.replace(config.source, use_cache=False)
+        )
+    return config
 
 
 # What `--resume` may change: where and how the driver runs and is watched, and which factor
@@ -327,7 +335,7 @@ def _check_resume_options(
     differ = [
         f"--{dest.replace('_', '-')}: "
         + (
-            "a different space"
+            "the study was not started with it"
             if dest == "smoke_test"
             else f"{_setting(fresh, dest)} (the study's: {_setting(config, dest)})"
         )
@@ -365,7 +373,9 @@ def _setting(config: StudyConfig, dest: str) -> object:
     if dest == "epochs":
         return config.space.epochs
     if dest == "smoke_test":
-        return config.space
+        # What --smoke-test does to a space besides its epochs (compared on their own).
+        space = config.space
+        return space.batch_size, space.schedule_max_batch_size, space.schedule_final_batch_size
     value = getattr(config.source, _SOURCE_FIELDS[dest])
     return Path(value).resolve() if isinstance(value, Path) else value
 
@@ -376,7 +386,7 @@ def _same_store(a: str, b: str) -> bool:
     file_a, file_b = sqlite_path(a), sqlite_path(b)
     if file_a is not None and file_b is not None:
         return file_a.resolve() == file_b.resolve()
-    return a == b
+    return a.rstrip("/") == b.rstrip("/")
 
 
 def _default_num_messages() -> int:

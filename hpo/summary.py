@@ -7,7 +7,7 @@ are, and `trials`: per trial its `trial_id`, `state` (`complete`, `pruned-oom`, 
 stopped after an epoch by `--scheduler asha`, `failed`, or `interrupted`: started or pending
 when the study was stopped, run again by `--resume`),
 `oom_stage`, `config` (its parameters), the applied `train_batch_size` and `eval_batch_size`,
-`metric` (the value it ended with; None for OOM and failed trials), `epochs` run, `run_dir`.
+`metric` (the value it ended with; None unless complete), `epochs` run, `run_dir`.
 """
 
 from __future__ import annotations

@@ -144,8 +144,11 @@ def _driver_lock(config: StudyConfig) -> Iterator[None]:
     """
     paths = config.paths
     created = not paths.root.exists()
-    paths.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise UserError(f"--study-dir: cannot make the study's folder ({err})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -155,6 +158,12 @@ def _driver_lock(config: StudyConfig) -> Iterator[None]:
                 f"--study-name {config.name}: another driver ({holder}) is running this study"
                 f" in {config.study_dir}; wait for it to end, or stop it and then --resume"
             ) from None
+        except OSError as err:  # a file system without locks (some NFS or Lustre mounts)
+            logger.warning(
+                "%s cannot be locked (%s): nothing stops a second driver on this study",
+                paths.lock,
+                err,
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         try:

@@ -196,7 +196,9 @@ class StudyTracker:
             "oom_stage": str(result.get(OOM_STAGE_KEY) or "") if oom else "",
         }.items():
             self.client.set_tag(run_id, key, value)
-        self._log_params(run_id, {key: result.get(key) for key in _APPLIED if key in result})
+        # None (no size applied: out of memory in the tuner) is no value: not logged as "None".
+        applied = {key: result.get(key) for key in _APPLIED}
+        self._log_params(run_id, {k: v for k, v in applied.items() if v is not None})
         run_dir = result.get("run_dir")
         if run_dir and Path(run_dir).is_dir():
             self._log_run_dir(run_id, Path(run_dir))
@@ -255,7 +257,14 @@ class StudyTracker:
         now = int(time.time() * 1000)
         counts = [
             Metric(key, float(summary[key]), now, 0)
-            for key in ("num_trials", "num_complete", "num_pruned_oom", "num_failed")
+            for key in (
+                "num_trials",
+                "num_complete",
+                "num_pruned_oom",
+                "num_stopped_early",
+                "num_failed",
+                "num_interrupted",
+            )
         ]
         if summary.get("best_value") is not None:
             counts.append(Metric(f"best_{config.space.metric}", summary["best_value"], now, 0))

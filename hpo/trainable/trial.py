@@ -13,14 +13,7 @@ from ray import tune
 from hpo.searcher import OOMStage, oom_result
 from hpo.trainable.config import train_config
 from hpo.trainable.context import TrialContext, TrialOutOfMemoryError
-from hpo.trainable.results import (
-    epoch_result,
-    final_result,
-    finished_run,
-    node_id,
-    reporter,
-    run_sizes,
-)
+from hpo.trainable.results import final_result, finished_run, node_id, reporter
 
 __all__ = ["train_trial"]
 
@@ -31,8 +24,10 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
     """Run one trial (Ray's function trainable; bind `context` with `tune.with_parameters`).
 
     A trial Ray runs again after the driver was killed, though it had finished (Ray saves its
-    experiment every few seconds), is not trained again: its results are read back from its
-    run's `metrics.json` and reported as they were.
+    experiment every few seconds), is not trained again: its last result is read back from its
+    run's `metrics.json` and reported as it was. Its epochs are not reported again: they went
+    to Optuna and MLflow as they ended, and a scheduler (ASHA) fed them again could stop the
+    trial at a rung, a finished run with a model then labelled stopped early.
     """
     from trainables.training.run import new_run_dir, run_training
 
@@ -41,10 +36,6 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
     run = finished_run(context.runs_dir, trial_id)
     if run is not None:
         logger.info("trial %s finished before the study was interrupted: %s", trial_id, run)
-        applied = (run.get("batch_sizes_per_epoch") or [run["train_batch_size"]])[0]
-        sizes = run_sizes(applied, run["eval_batch_size"], run["run_dir"])
-        for row in run["history"]:
-            tune.report({**epoch_result(row, context.metric), **sizes})
     else:
         run_dir = new_run_dir(context.runs_dir, f"trial-{trial_id}")
         handler = _log_to(run_dir / "train.log")

@@ -17,6 +17,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from hpo.study import StudyConfig
+
 NUM_SAMPLES = 5
 
 
@@ -210,14 +212,20 @@ def test_resume_refuses_options_that_contradict_the_study_and_accepts_the_same_o
     study_dir.mkdir(parents=True)
     (study_dir / "study.json").write_text(json.dumps(config.to_json()))
 
-    def resume(*extra: str) -> None:
-        argv = ["--space", "normal", "--study-dir", "studies", "--study-name", "s", "--resume"]
+    def resume(*extra: str, name: str = "s") -> StudyConfig:
+        argv = ["--space", "normal", "--study-dir", "studies", "--study-name", name, "--resume"]
         args = build_parser().parse_args([*argv, *extra])
-        resumed = _resumed_config(study_dir, args)
-        _check_resume_options(resumed, study_dir, args, _given_options([*argv, *extra]))
+        resumed = _resumed_config(study_dir.parent / name, args)
+        given = _given_options([*argv, *extra])
+        _check_resume_options(resumed, study_dir.parent / name, args, given)
+        return resumed
 
     resume()
     resume(*first[2:])  # the first command again, as a requeued SLURM job passes it
+    resume("--smoke-test")  # its --epochs 3 left out: not a different space
+    # Where graphs are cached may change: the same graphs.
+    moved = resume("--no-cache", "--cache-dir", "elsewhere").source
+    assert (moved.use_cache, moved.cache_dir) == (False, tmp_path / "elsewhere")
     resume("--mlflow-uri", f"sqlite:///{tmp_path / 'studies' / 'mlflow.db'}")  # the same store
     for extra, message in [
         (["--num-samples", "10"], "--num-samples: 10 (the study's: 4)"),
@@ -228,6 +236,11 @@ def test_resume_refuses_options_that_contradict_the_study_and_accepts_the_same_o
     ]:
         with pytest.raises(UserError, match=re.escape(message)):
             resume(*extra)
+    full = _new_config(study_dir.parent / "full", build_parser().parse_args(["--space", "normal"]))
+    (study_dir.parent / "full").mkdir()
+    (study_dir.parent / "full" / "study.json").write_text(json.dumps(full.to_json()))
+    with pytest.raises(UserError, match="--smoke-test: the study was not started with it"):
+        resume("--smoke-test", name="full")
     # Every option is either one --resume may change, or a setting it compares.
     dests = {a.dest for a in build_parser()._actions if a.dest != "help"}
     for dest in dests - _RESUME_OPTIONS:

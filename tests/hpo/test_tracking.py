@@ -217,7 +217,7 @@ def test_a_resumed_study_keeps_the_default_budget_it_started_with(tmp_path: Path
 def test_trial_runs_end_in_their_state_and_finishing_closes_only_those_still_open(
     tmp_path: Path,
 ) -> None:
-    from hpo.summary import build_summary
+    from hpo.summary import build_summary, trial_row
     from hpo.tracking import StudyTracker
 
     config = StudyConfig(space=get_space("normal"), study_dir=tmp_path / "s")
@@ -228,13 +228,30 @@ def test_trial_runs_end_in_their_state_and_finishing_closes_only_those_still_ope
     tracker.end_trial(
         "cccc0003", {"batch_size": 32}, {"val_f1": 0.7, "trained_to_end": False}, error=False
     )
+    no_fit = tracker.start_trial("dddd0004", {"batch_size": 64})
+    out_of_memory_in_the_tuner = {
+        "val_f1": float("-inf"),
+        "oom": True,
+        "oom_stage": "tuner",
+        "applied_train_batch_size": None,
+        "eval_batch_size": None,
+    }
+    tracker.end_trial("dddd0004", {"batch_size": 64}, out_of_memory_in_the_tuner, error=False)
     cut_off = tracker.start_trial("bbbb0002", {"batch_size": 16})
     # Neither is in the summary (say, Ray's saved state was older than both).
-    tracker.finish(build_summary(config, []), complete=True)
+    stopped_elsewhere = {"val_f1": 0.6, "trained_to_end": False, "done": True}
+    rows = [trial_row("eeee0005", {}, stopped_elsewhere, None, "val_f1")]
+    tracker.finish(build_summary(config, rows), complete=True)
     client = tracker.client
     assert client.get_run(ended).data.tags["state"] == "complete"
     assert client.get_run(ended).info.status == "FINISHED"
     assert client.get_run(stopped).data.tags["state"] == "stopped-early"  # by the scheduler
     assert client.get_run(stopped).info.status == "KILLED"
+    # No size was applied: no "None" params.
+    assert "applied_train_batch_size" not in client.get_run(no_fit).data.params
+    assert "eval_batch_size" not in client.get_run(no_fit).data.params
     assert client.get_run(cut_off).data.tags["state"] == "interrupted"
     assert client.get_run(cut_off).info.status == "KILLED"
+    counts = client.get_run(tracker.parent_id).data.metrics
+    assert counts["num_trials"] == counts["num_stopped_early"] == 1
+    assert counts["num_interrupted"] == 0
