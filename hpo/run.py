@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -171,8 +172,12 @@ def _study_dir(args: argparse.Namespace) -> Path:
         if folder.exists() and not folder.is_dir():
             raise UserError(f"--study-dir {root}: {folder} is a file, not a folder")
     if args.study_name is not None:
-        if not args.study_name or "/" in args.study_name or args.study_name in (".", ".."):
-            raise UserError(f"--study-name must be a plain folder name, got {args.study_name!r}")
+        # It names a folder, an Optuna study, MLflow runs and Ray metric tags (ASCII only).
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", args.study_name):
+            raise UserError(
+                "--study-name must be a plain folder name of ASCII letters, digits and . _ + -"
+                f" (starting with a letter or digit), got {args.study_name!r}"
+            )
         return root / args.study_name
     if args.resume:
         candidates = sorted(

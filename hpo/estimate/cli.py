@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,7 +132,7 @@ def _resolve(
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
     if not args.gpus_per_trial >= 0:
         raise UserError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
-    if not args.margin >= 1:
+    if not (args.margin >= 1 and math.isfinite(args.margin)):
         raise UserError(
             f"--margin must be >= 1 (a SLURM time below the estimate), got {args.margin}"
         )

@@ -92,12 +92,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_tracking_uri(uri)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import DatabaseError
 
     try:
         report = build_report(MlflowClient(tracking_uri=uri), args.space, args.study, args.top)
     except MlflowException as err:  # e.g. a URI scheme MLflow has no store for
         first = (str(err.message).strip().splitlines() or [type(err).__name__])[0][:300]
         raise UserError(f"MLflow store {uri}: {first}") from None
+    except DatabaseError as err:  # e.g. "database disk image is malformed"
+        first = (str(err.orig).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise UserError(f"MLflow store {uri} cannot be read: {first}") from None
     if args.json:
         print(json.dumps(report, indent=2))
     else:

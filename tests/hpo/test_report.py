@@ -342,7 +342,17 @@ def test_hpo_report_names_a_store_it_cannot_read_and_exits_2(tmp_path: Path) -> 
     assert garbage.read_bytes() == b"not a database\n" * 8
     bogus = _hpo_report("--space", "curriculum", "--mlflow-uri", "bogus://x")
     assert bogus.returncode == 2 and "MLflow store bogus://x: " in bogus.stderr
-    for each in (result, bogus):
+    # A store cut short (a full disk, a copy interrupted): SQLite says it is malformed.
+    whole = tmp_path / "whole" / "mlflow.db"
+    whole.parent.mkdir()
+    MlflowClient(tracking_uri=f"sqlite:///{whole}").create_experiment("hpo-curriculum")
+    cut = tmp_path / "cut" / "mlflow.db"
+    cut.parent.mkdir()
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    malformed = _hpo_report("--space", "curriculum", "--study-dir", str(cut.parent))
+    assert malformed.returncode == 2, malformed.stderr[-2000:]
+    assert f"MLflow store sqlite:///{cut.resolve()} cannot be read" in malformed.stderr
+    for each in (result, bogus, malformed):
         assert "Traceback" not in each.stderr and each.stdout == ""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from trainables.batching.locked_json import LockedJsonFile, canonical_key, file_lock
+from trainables.errors import UserError
 
 __all__ = ["FRONTIER_FILE_NAME", "Frontier", "FrontierKey", "FrontierMemo", "config_fingerprint"]
 
@@ -120,7 +121,17 @@ class FrontierMemo:
     def get(self, key: FrontierKey) -> Frontier | None:
         """The stored frontier for `key`, or None."""
         entry = self._file.read().get(canonical_key(key))
-        return None if entry is None else Frontier(int(entry["train_max"]), int(entry["eval_max"]))
+        if entry is None:
+            return None
+        sizes = (entry.get("train_max"), entry.get("eval_max")) if isinstance(entry, dict) else ()
+        if len(sizes) != 2 or not all(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in sizes
+        ):
+            raise UserError(
+                f"{self.path}: damaged entry for {canonical_key(key)} ({entry!r}: train_max and"
+                " eval_max must be integers >= 1); move the file away to tune again"
+            )
+        return Frontier(int(entry["train_max"]), int(entry["eval_max"]))
 
     def put(self, key: FrontierKey, frontier: Frontier | tuple[int, int]) -> Frontier:
         """Store the frontier for `key`, replacing any stored before.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,8 +79,10 @@ class BatchTuning:
             raise UserError(
                 f"--safety-factor must be in (0, 1] or 'auto', got {self.safety_factor!r}"
             )
-        if not self.eval_multiplier >= 1.0:
-            raise UserError(f"--eval-multiplier must be >= 1, got {self.eval_multiplier}")
+        if not (self.eval_multiplier >= 1.0 and math.isfinite(self.eval_multiplier)):
+            raise UserError(
+                f"--eval-multiplier must be a finite number >= 1, got {self.eval_multiplier}"
+            )
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise UserError(f"--memory-budget must be > 0 bytes, got {self.memory_budget}")
         if self.num_concurrent_trials < 1:

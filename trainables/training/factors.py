@@ -96,9 +96,18 @@ def record_factor_outcome(
         reason = f"the run asked for a train batch of {largest}, below the factor's {ceiling}"
     else:
         store = factor_store(config)
-        recommended = store.record(
-            factor_key(config, device), factor=factor, peak_fraction=peak_fraction, oom=oom
-        )
+        try:
+            recommended = store.record(
+                factor_key(config, device), factor=factor, peak_fraction=peak_fraction, oom=oom
+            )
+        except OSError as err:  # e.g. a read-only cache on a cluster: the run itself stands
+            logger.warning(
+                "safety factor %.3f not recorded: %s cannot be written (%s)",
+                factor,
+                store.path,
+                err,
+            )
+            return False
         logger.info(
             "safety factor %.3f %s: recommendation now %.3f in %s",
             factor,

@@ -38,6 +38,7 @@ def test_format_table_puts_datasets_side_by_side() -> None:
         (["--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
         (["--gpus-per-trial", "-1"], "--gpus-per-trial must be >= 0"),
         (["--margin", "0.5"], "--margin must be >= 1"),
+        (["--margin", "inf"], "--margin must be >= 1"),
         (["--compare", "a", "b"], "--compare names datasets under --data-dir"),
         (["--data-dir", "/nonexistent/captures", "--dataset", "x"], "/nonexistent/captures"),
         (["--space", "nope"], "unknown search space 'nope'"),

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import doctest
+import json
 import multiprocessing
 import os
+import re
 import time
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -17,6 +19,7 @@ from trainables.batching.frontier import (
     FrontierMemo,
     config_fingerprint,
 )
+from trainables.errors import UserError
 
 KEY = FrontierKey("gat-3x64", "hcrl", "cpu", 2**30, "32-true")
 BF16_KEY = FrontierKey("gat-3x64", "hcrl", "cpu", 2**30, "bf16-mixed")
@@ -39,6 +42,18 @@ def test_frontier_memo_put_then_get_round_trips_per_key(tmp_path: Path) -> None:
 def test_frontier_memo_put_rejects_sizes_below_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="frontier batch sizes must be >= 1"):
         FrontierMemo(tmp_path / FRONTIER_FILE_NAME).put(KEY, (0, 16))
+
+
+@pytest.mark.parametrize("damaged", ["x", None, 0, True, 1e30, [1, 2]])
+def test_a_damaged_memo_entry_is_named_not_used(tmp_path: Path, damaged: object) -> None:
+    memo = FrontierMemo(tmp_path / FRONTIER_FILE_NAME)
+    memo.put(KEY, (64, 256))
+    saved = json.loads(memo.path.read_text())
+    [name] = saved["entries"]
+    saved["entries"][name]["train_max"] = damaged
+    memo.path.write_text(json.dumps(saved))
+    with pytest.raises(UserError, match=rf"^{re.escape(str(memo.path))}: damaged entry"):
+        memo.get(KEY)
 
 
 def test_frontier_memo_get_or_compute_computes_once(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 
 from trainables.batching.adaptive_factor import SafetyFactorStore
 from trainables.data.source import GraphSource
+from trainables.errors import UserError
 from trainables.training import DEFAULT_SAFETY_FACTOR, BatchTuning, TrainConfig
 from trainables.training.factors import (
     factor_key,
@@ -65,6 +67,20 @@ def _record(config: TrainConfig, **outcome: object) -> bool:
     return record_factor_outcome(config, CPU, factor=0.5, **outcome)  # type: ignore[arg-type]
 
 
+def test_a_store_that_cannot_be_written_loses_the_outcome_not_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A read-only cache on a cluster: the run had trained and written its model already.
+    config = _config(tmp_path, memory_budget=64 << 20)
+    config = dataclasses.replace(
+        config,
+        batching=dataclasses.replace(config.batching, factor_store_path=Path("/proc/x.json")),
+    )
+    with caplog.at_level(logging.WARNING):
+        assert not _record(config, ceiling=100, sizes=[100], peak_fraction=0.5, oom_stage=None)
+    assert "not recorded: /proc/x.json cannot be written" in caplog.text
+
+
 def test_an_outcome_at_the_factors_batch_is_recorded(tmp_path: Path) -> None:
     config = _config(tmp_path, memory_budget=64 << 20)
     store, key = factor_store(config), factor_key(config, CPU)
@@ -107,3 +123,11 @@ def test_out_of_memory_below_the_factors_batch_is_recorded(tmp_path: Path) -> No
     assert _record(config, ceiling=100, sizes=[10], peak_fraction=None, oom_stage="validation")
     store, key = factor_store(config), factor_key(config, CPU)
     assert store.num_records(key) == 1 and store.recommend(key, default=1.0) < 0.5
+
+
+@pytest.mark.parametrize("multiplier", [0.5, float("inf"), float("nan")])
+def test_an_eval_multiplier_that_is_not_a_finite_number_from_1_is_named(
+    multiplier: float,
+) -> None:
+    with pytest.raises(UserError, match="--eval-multiplier must be a finite number >= 1"):
+        BatchTuning(tune=True, eval_multiplier=multiplier)
