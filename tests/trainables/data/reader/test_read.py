@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,58 @@ def test_read_capture_real_capture(shared_data: Path) -> None:
     assert len(capture) == num_lines
     assert capture.attack.any() and not capture.attack.all()
     assert (np.diff(capture.timestamp) >= -1e-3).all()
+
+
+_PARQUET_ROWS = {
+    "timestamp": [0.0, 0.5],
+    "arbitration_id": ["081", "316"],
+    "data_field": ["0102", "FF"],
+    "attack": [0, 1],
+}
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        {"data_field": pa.array([b"\x01\x02", b"\xff"], pa.binary())},  # the payload's bytes
+        {"data_field": pa.array([b"0102", b"FF"], pa.binary())},  # hex text, not annotated
+        {"attack": pa.array([False, True])},
+        {"attack": pa.array([0.0, 1.0])},
+        {"attack": pa.array(["0", " 1"])},
+        {"arbitration_id": pa.array([0x81, 0x316], pa.uint64())},
+        {"arbitration_id": pa.array([129.0, 790.0])},  # 129, not 0x129
+    ],
+)
+def test_parquet_columns_of_other_types_read_as_the_same_capture(
+    tmp_path: Path, column: dict[str, pa.Array]
+) -> None:
+    pq.write_table(pa.table({**_PARQUET_ROWS, **column}), tmp_path / "a.parquet")
+    capture = read_capture(tmp_path / "a.parquet")
+    assert capture.can_id.tolist() == [0x81, 0x316]
+    assert capture.payload[:, :2].tolist() == [[1, 2], [255, 0]]
+    assert capture.attack.tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"attack": pa.array([0.0, 1.5])}, "line 2: attack must be 0 or 1, got 1.5"),
+        ({"attack": pa.array(["0", "x"])}, "line 2: attack must be 0 or 1, got 'x'"),
+        ({"attack": pa.array([0, 2**63], pa.uint64())}, "attack must be 0 or 1, got 92233"),
+        (
+            {"arbitration_id": pa.array([0x81, 2**64 - 1], pa.uint64())},
+            "line 2: arbitration_id is not a CAN ID (0 to 2^29-1): 18446744073709551615",
+        ),
+        ({"timestamp": pa.array([[1.0], [2.0]])}, "column timestamp has type list<"),
+        ({"data_field": pa.array([{"a": 1}, {"a": 2}])}, "column data_field has type struct<"),
+        ({"arbitration_id": pa.array([b"\xff", b"\x01"])}, "arbitration_id holds bytes that"),
+    ],
+)
+def test_parquet_columns_of_types_that_cannot_be_read_are_named(
+    tmp_path: Path, column: dict[str, pa.Array], message: str
+) -> None:
+    # They were tracebacks (ArrowInvalid, OverflowError, ArrowNotImplementedError).
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({**_PARQUET_ROWS, **column}), path)
+    with pytest.raises(UserError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
+        read_capture(path)
