@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -146,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--mode is required (or --config to re-run a finished run)")
     configure_logging()
     from trainables.training import TrainConfig, run_training
+    from trainables.training.files import json_text
 
     if args.config is not None:
         config = TrainConfig.reproducing(args.config, out_dir=args.out)
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config_from_args(args)
     result = run_training(config)
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json_text(result.to_json()))
     else:
         print(
             f"{result.mode} ({result.size}): "

@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
-from trainables.training.files import plain, write_json
+from trainables.training.files import json_text, plain, write_json
 
 
 class _Schedule(BaseModel):
@@ -35,3 +36,14 @@ def test_write_json_replaces_a_file_whole_and_leaves_no_temporary(tmp_path: Path
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     write_json(path, {"z": 1, "a": 2})
     assert path.read_text().index('"a"') < path.read_text().index('"z"')  # keys sorted
+
+
+def test_json_text_writes_a_diverged_loss_as_null_not_a_bare_nan(tmp_path: Path) -> None:
+    payload = {"val_loss": float("nan"), "history": [{"train_loss": float("inf")}, {"x": 1.5}]}
+    text = json_text(payload)
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}")) == {
+        "history": [{"train_loss": None}, {"x": 1.5}],
+        "val_loss": None,
+    }
+    write_json(tmp_path / "metrics.json", payload)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(text)

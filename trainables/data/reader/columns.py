@@ -22,10 +22,20 @@ for _i, _c in enumerate(b"ABCDEF"):
     _NIBBLE[_c] = 10 + _i
 
 
+MAX_TIMESTAMP_S = 1e13  # 300,000 years
+
+
 def parse_common(rows: Rows, timestamp: pa.Array, can_id: pa.Array | None) -> None:
     """Timestamps (numbers) and, unless None, hex CAN IDs into `rows`, bad values flagged."""
     rows.timestamp, bad_time = _to_float(timestamp)
     rows.flag(bad_time, values=timestamp, what="timestamp is not a number:")
+    # Seconds (a Unix time is about 1.7e9). One stamp like 1e300 made the inter-arrival edge
+    # features overflow float32: NaN losses, and a run that still exited 0.
+    rows.flag(
+        ~bad_time & (np.abs(rows.timestamp) >= MAX_TIMESTAMP_S),
+        values=timestamp,
+        what=f"timestamp is out of range (seconds, |t| < {MAX_TIMESTAMP_S:g}):",
+    )
     if can_id is None:
         return
     values, lengths, bad_chars = hex_digits_value(can_id)

@@ -105,6 +105,8 @@ BAD_ROWS = [
     ("1.0,081,000000000000000000,0", "line 3: data_field is longer than 8 bytes"),
     ("1.0,081,00,2", "line 3: attack must be 0 or 1"),
     ("abc,081,00,0", "line 3: timestamp is not a number"),
+    # Its inter-arrival time overflowed the float32 edge features: NaN losses, exit 0.
+    ("1e300,081,00,0", "line 3: timestamp is out of range"),
     ("1.0,081,00", "line 3: expected 4 fields, got 3"),
     ("1.0,,00,0", "line 3: arbitration_id is not a hex CAN ID"),
 ]
