@@ -251,8 +251,11 @@ class SafetyFactorStore:
             fields = entry if isinstance(entry, dict) else {}
             rates = [fields.get(k) for k in ("recommended", "velocity")]
             counts = [fields.get(k) for k in ("num_records", "num_ooms")]
-            sound = all(real(v) and math.isfinite(v) for v in rates) and all(
-                real(v) and isinstance(v, int) and v >= 0 for v in counts
+            sound = (
+                all(real(v) and math.isfinite(v) for v in rates)
+                and all(real(v) and isinstance(v, int) and v >= 0 for v in counts)
+                # Not a safety factor at all: a run would fail on it after its tuner.
+                and 0.0 < rates[0] <= 1.0  # type: ignore[operator]
             )
             if not sound:
                 raise UserError(

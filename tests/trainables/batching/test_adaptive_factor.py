@@ -236,6 +236,8 @@ def test_default_budget_key_is_its_own_entry(tmp_path: Path) -> None:
         {"recommended": 0.8, "velocity": None, "num_records": 1, "num_ooms": 0},
         {"recommended": 0.8, "velocity": 0.0, "num_records": -1, "num_ooms": 0},
         {"recommended": 0.8, "velocity": 0.0},
+        {"recommended": -3, "velocity": 0.0, "num_records": 1, "num_ooms": 0},
+        {"recommended": 7.0, "velocity": 0.0, "num_records": 1, "num_ooms": 0},
         [0.8],
     ],
 )
