@@ -9,7 +9,11 @@
 - `hpo_oom_total` (counter), per study and stage (`tuner`, `train`, `validation`, `test`);
 - `hpo_train_batch_size` and `hpo_graphs_per_second` (gauges), per study and trial.
 
-Ray adds the `ray_` prefix on export (`ray_hpo_trials_running`, ...).
+Ray adds the `ray_` prefix on export (`ray_hpo_trials_running`, ...). Ray's agent drops a gauge
+value that was not set again within two export intervals (`RAY_metrics_report_interval_ms`,
+10 s by default), so the callback sets its gauges again every `REFRESH_S` seconds of the tuning
+loop: a trial whose epochs take minutes stays on the dashboard's graphs between results, and a
+finished trial's series ends.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from ray.tune import Callback
@@ -25,7 +30,9 @@ from ray.tune import Callback
 from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
 from trainables.errors import UserError
 
-__all__ = ["StudyMetrics", "exposure_warning", "init_ray"]
+__all__ = ["REFRESH_S", "StudyMetrics", "exposure_warning", "init_ray"]
+
+REFRESH_S = 1.0
 
 logger = logging.getLogger("hpo.run")
 
@@ -37,10 +44,19 @@ class StudyMetrics(Callback):
         self.study = study
         self._metrics: dict[str, Any] | None = None
         self._running: set[str] = set()
+        # The gauges' current values for running trials: trial id -> gauge name -> value.
+        self._live: dict[str, dict[str, float]] = {}
+        self._refreshed = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray saves callbacks with the experiment; metric handles are made again on restore.
-        return {"study": self.study, "_metrics": None, "_running": set()}
+        return {
+            "study": self.study,
+            "_metrics": None,
+            "_running": set(),
+            "_live": {},
+            "_refreshed": 0.0,
+        }
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -79,14 +95,27 @@ class StudyMetrics(Callback):
     ) -> None:
         if is_oom_result(result):
             return
-        tags = {"trial": trial.trial_id}
+        live = self._live.setdefault(trial.trial_id, {})
         if "train_batch_size" in result:
-            self.metrics["batch_size"].set(float(result["train_batch_size"]), tags=tags)
+            live["batch_size"] = float(result["train_batch_size"])
         if result.get("graphs_per_second"):
-            self.metrics["throughput"].set(float(result["graphs_per_second"]), tags=tags)
+            live["throughput"] = float(result["graphs_per_second"])
+        for name, value in live.items():
+            self.metrics[name].set(value, tags={"trial": trial.trial_id})
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self._refreshed < REFRESH_S:
+            return
+        self._refreshed = now
+        self.metrics["running"].set(len(self._running))
+        for trial_id, live in self._live.items():
+            for name, value in live.items():
+                self.metrics[name].set(value, tags={"trial": trial_id})
 
     def _finished(self, trial: Any, state: str) -> None:
         self._running.discard(trial.trial_id)
+        self._live.pop(trial.trial_id, None)
         self.metrics["running"].set(len(self._running))
         self.metrics["finished"].inc(tags={"state": state})
 
