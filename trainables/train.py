@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="re-run a finished run: its run directory or config.json (the "
-        "batch sizes it used, its models; only --out and --json apply)",
+        "batch sizes it used, its models, its memory budget; only --out and --json may be given"
+        " with it)",
     )
     parser.add_argument(
         "--size",
@@ -95,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='batch-size schedule as JSON, e.g. \'{"type": "step", "step_size": 2, "gamma": 2}\'',
     )
-    batch.add_argument("--tuner-mode", choices=("binsearch", "power"), default="binsearch")
+    batch.add_argument(
+        "--tuner-mode",
+        choices=("binsearch", "power"),
+        default=None,
+        help="Lightning's search mode (binsearch)",
+    )
     batch.add_argument(
         "--tuner-tolerance",
         type=float,
@@ -106,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--no-tuner-aim",
         dest="tuner_aim",
-        action="store_false",
+        action="store_const",
+        const=False,
+        default=None,
         help="binsearch doubles to the first failure and bisects blind, as Lightning's does, "
         "instead of aiming its steps by their measured peak memory",
     )
@@ -148,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainables.training.files import json_text
 
     if args.config is not None:
+        _check_replay_options(parser, args)
         config = TrainConfig.reproducing(args.config, out_dir=args.out)
     else:
         config = _config_from_args(args)
@@ -168,12 +177,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  tuned max {result.tuned_max_batch_size} (eval "
                 f"{result.tuned_max_eval_batch_size}) x factor {result.safety_factor}"
             )
-        print(
-            f"  batch size {result.train_batch_size} (eval {result.eval_batch_size}), "
-            f"{result.num_train_batches_per_epoch} batches/epoch, {result.seconds:.1f} s"
-        )
+        if result.train_batch_size is not None:
+            print(
+                f"  batch size {result.train_batch_size} (eval {result.eval_batch_size}), "
+                f"{result.num_train_batches_per_epoch} batches/epoch, {result.seconds:.1f} s"
+            )
         print(f"  run directory: {result.run_dir}")
     return 0
+
+
+_REPLAY_OPTIONS = ("config", "out", "json")
+
+
+def _check_replay_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`--config` re-runs a run as it was: an option that would change it is an error, not
+    silently dropped (where the run directory goes and the output may change)."""
+    from trainables.errors import UserError
+
+    given = [
+        action.option_strings[0]
+        for action in parser._actions
+        if action.option_strings
+        and action.dest not in (*_REPLAY_OPTIONS, "help")
+        and getattr(args, action.dest) != action.default
+    ]
+    if given:
+        raise UserError(
+            f"--config re-runs {args.config} as it was: {', '.join(given)} cannot be given with it"
+            " (only --out and --json)"
+        )
 
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -188,13 +220,18 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         for option, value in (
             ("--safety-factor", args.safety_factor),
             ("--eval-multiplier", args.eval_multiplier),
+            ("--tuner-mode", args.tuner_mode),
+            ("--tuner-tolerance", args.tuner_tolerance),
+            ("--no-tuner-aim", args.tuner_aim),
+            ("--frontier-memo", args.frontier_memo),
+            ("--factor-store", args.factor_store),
         )
         if value is not None
     ]
     if untuned and not args.tune_batch_size:
-        # They scale the tuned maximum: without the tuner they would be silently ignored.
-        raise UserError(f"{' and '.join(untuned)} act on the tuned maximum: add --tune-batch-size")
-    tuner = TunerSettings(mode=args.tuner_mode, aim=args.tuner_aim)
+        # They act on the tuner or its maximum: without it they would be silently ignored.
+        raise UserError(f"{', '.join(untuned)}: tuner options; add --tune-batch-size")
+    tuner = TunerSettings(mode=args.tuner_mode or "binsearch", aim=args.tuner_aim is None)
     if args.tuner_tolerance is not None:
         tuner = dataclasses.replace(tuner, tolerance=args.tuner_tolerance)
     budget = (

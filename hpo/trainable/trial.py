@@ -64,7 +64,8 @@ def _report_oom(run: dict[str, Any], context: TrialContext) -> None:
     tried = sizes[min(len(history), len(sizes) - 1)] if sizes else run["train_batch_size"]
     last = history[-1].get(context.metric) if history else None
     if context.oom_as_error:
-        raise TrialOutOfMemoryError(f"out of memory in stage {stage} at train batch size {tried}")
+        at = "" if tuner else f" at train batch size {tried}"
+        raise TrialOutOfMemoryError(f"out of memory in stage {stage}{at}")
     tune.report(
         {
             **oom_result(

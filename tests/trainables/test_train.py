@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,10 @@ def test_train_json_output_and_one_line_per_epoch(tmp_path: Path) -> None:
         (["--mode", "kd", "--teacher", "/no/such/run"], "--teacher /no/such/run: no such file"),
         (["--mode", "kd", "--teacher", "/"], "--teacher /: a folder without a model.pt"),
         (
+            ["--config", "/no/run", "--mode", "normal", "--tune-batch-size"],
+            "--config re-runs /no/run as it was: --mode, --num-messages",
+        ),
+        (
             ["--mode", "normal", "--tune-batch-size", "--tuner-tolerance", "1.5"],
             "--tuner-tolerance must be in [0, 1), got 1.5",
         ),
@@ -108,6 +113,28 @@ def test_train_ctrl_c_in_training_exits_130_and_says_so(tmp_path: Path) -> None:
     assert rest.strip().endswith("interrupted") and "Traceback" not in rest
 
 
+def test_train_ctrl_c_in_the_tuner_exits_130_and_leaves_no_run_directory(tmp_path: Path) -> None:
+    # Lightning's tuner answers Ctrl-C with sys.exit(1) as fit does: the run exited 1 silently.
+    command = [sys.executable, "-m", "trainables.train", "--mode", "normal", "--size", "teacher"]
+    command += ["--epochs", "1", "--tune-batch-size", "--memory-budget", "3GiB", "--no-tuner-aim"]
+    command += ["--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "runs")]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    try:
+        for line in process.stderr:
+            if "tuner: searching" in line:
+                time.sleep(3)  # into Lightning's scale_batch_size (the search takes ~30 s)
+                process.send_signal(signal.SIGINT)
+                break
+        rest = process.stderr.read()
+        assert process.wait(timeout=120) == 130, rest[-2000:]
+    finally:
+        process.kill()
+    assert rest.strip().endswith("interrupted") and "Traceback" not in rest
+    assert "max train batch" not in rest  # it was stopped inside the search
+    assert not list((tmp_path / "runs").glob("normal-teacher-*"))  # no run directory left
+
+
 def test_train_budget_too_small_for_any_batch_is_an_oom_result(tmp_path: Path) -> None:
     # A fresh process, so no memory freed by earlier work can hide the limit.
     result = train(
@@ -130,6 +157,36 @@ def test_train_budget_too_small_for_any_batch_is_an_oom_result(tmp_path: Path) -
     run_dir = Path(payload["run_dir"])
     assert not (run_dir / "model.pt").exists()
     assert json.loads((run_dir / "metrics.json").read_text())["oom"] is True
+    # No size was applied: none is reported (64 was the datamodule's default, never tried).
+    saved = json.loads((run_dir / "config.json").read_text())
+    for sizes in (payload, saved):
+        assert sizes["train_batch_size"] is None and sizes["eval_batch_size"] is None
+    assert payload["num_train_batches_per_epoch"] is None
+    replay = subprocess.run(
+        [sys.executable, "-m", "trainables.train", "--config", str(run_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert replay.returncode == 2 and "ran out of memory in the tuner" in replay.stderr
+
+
+def test_train_a_prerequisite_out_of_memory_is_the_runs_oom_result(tmp_path: Path) -> None:
+    # The VGAE curriculum trains first inherits the budget and ran out of memory in its tuner:
+    # that was a MemoryError traceback, exit 1, no JSON.
+    result = train(
+        *("--mode", "curriculum", "--size", "student", "--epochs", "1", "--json"),
+        *("--tune-batch-size", "--memory-budget", "4MiB"),
+        tmp_path=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    payload = json.loads(result.stdout)
+    assert payload["oom"] is True and payload["oom_stage"] == "tuner"
+    assert payload["oom_prerequisite"] == "vgae" and payload["train_batch_size"] is None
+    run_dir = Path(payload["run_dir"])
+    assert json.loads((run_dir / "metrics.json").read_text())["oom_prerequisite"] == "vgae"
+    assert json.loads((run_dir / "config.json").read_text())["mode"] == "curriculum"
+    assert (run_dir / "prerequisites" / "autoencoder-student" / "metrics.json").is_file()
+    assert "the VGAE this run depends on ran out of memory (tuner)" in result.stderr
 
 
 @pytest.mark.parametrize(("flag", "aim"), [([], True), (["--no-tuner-aim"], False)])
@@ -164,19 +221,25 @@ def test_train_budget_past_the_machines_memory_is_an_error_before_any_work(
         (["--safety-factor", "0.5"], "--safety-factor"),
         (
             ["--eval-multiplier", "3", "--safety-factor", "auto"],
-            "--safety-factor and --eval-multiplier",
+            "--safety-factor, --eval-multiplier",
         ),
+        (["--tuner-mode", "power"], "--tuner-mode"),
+        (["--tuner-tolerance", "0.1", "--no-tuner-aim"], "--tuner-tolerance, --no-tuner-aim"),
+        (["--frontier-memo", "m.json", "--factor-store", "f.json"], "--frontier-memo, --factor"),
     ],
 )
-def test_train_factor_options_without_the_tuner_are_an_error(flags: list[str], named: str) -> None:
+def test_train_tuner_options_without_the_tuner_are_an_error(flags: list[str], named: str) -> None:
     from trainables.errors import UserError
     from trainables.train import _config_from_args, build_parser
 
     args = build_parser().parse_args(["--mode", "normal", *flags])
-    with pytest.raises(UserError, match=f"^{named} act on the tuned maximum: add --tune-batch"):
+    with pytest.raises(UserError, match=f"^{named}.*: tuner options; add --tune-batch-size"):
         _config_from_args(args)
     tuned = _config_from_args(build_parser().parse_args(["--mode", "normal", "--tune-batch-size"]))
     assert tuned.batching.eval_multiplier == 2.0  # the default, when not given
+    assert tuned.batching.tuner.mode == "binsearch" and tuned.batching.tuner.aim
+    args = build_parser().parse_args(["--mode", "normal", "--tune-batch-size", *flags])
+    assert _config_from_args(args).batching.tune
 
 
 @pytest.mark.parametrize("flag", [[], ["--factor-store", "elsewhere/factors.json"]])

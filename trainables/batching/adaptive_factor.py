@@ -62,8 +62,10 @@ class AdaptationPolicy:
     tolerance`..`target_peak_fraction`, the factor used scaled by `target / peak` (memory grows
     about in proportion to the batch size); otherwise the current recommendation. The
     recommendation moves by `velocity = momentum * velocity + step_size * (proposed - current)`,
-    clamped to [`min_factor`, `max_factor`]. An out-of-memory error also drops any upward
-    velocity and never leaves the recommendation above its proposal.
+    clamped to [`min_factor`, `max_factor`]. An out-of-memory error, or a peak above the target,
+    only ever lowers the recommendation (after an OOM, to its proposal at most); a peak below
+    the band only ever raises it, whatever the factor used: memory is not all in proportion to
+    the batch, so a small factor far below the target can propose less than the recommendation.
 
     Args:
         target_peak_fraction: The peak fraction of the budget to aim for, in (0, 1]; default 0.9.
@@ -125,19 +127,27 @@ class AdaptationPolicy:
         oom: bool,
     ) -> tuple[float, float]:
         """The recommendation and velocity after one outcome (see the class docstring)."""
+        # -1: the outcome may only lower the recommendation, +1: only raise it, 0: hold it.
+        direction = 0
+        proposed = current
         if oom:
-            proposed = factor * self.oom_backoff
-        elif peak_fraction is not None and not (
-            self.target_peak_fraction - self.tolerance
-            <= peak_fraction
-            <= self.target_peak_fraction
+            direction, proposed = -1, factor * self.oom_backoff
+        elif peak_fraction is not None and peak_fraction > self.target_peak_fraction:
+            direction = -1
+            proposed = factor * self.target_peak_fraction / peak_fraction
+        elif peak_fraction is not None and (
+            peak_fraction < self.target_peak_fraction - self.tolerance
         ):
+            # Memory is not all in proportion to the batch (weights, optimiser state, data),
+            # so a small factor far below the target can propose less than the current
+            # recommendation: a run with room to spare never lowers it.
+            direction = +1
             proposed = factor * self.target_peak_fraction / max(peak_fraction, 1e-6)
-        else:
-            proposed = current
+        if direction:
+            proposed = min(proposed, current) if direction < 0 else max(proposed, current)
         velocity = self.momentum * velocity + self.step_size * (proposed - current)
-        if oom:
-            velocity = min(velocity, 0.0)
+        if direction:
+            velocity = min(velocity, 0.0) if direction < 0 else max(velocity, 0.0)
         recommended = current + velocity
         if oom:
             recommended = min(recommended, proposed)

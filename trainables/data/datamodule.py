@@ -180,7 +180,10 @@ class CANGraphDataModule(pl.LightningDataModule):
         """
         if self.batch_sizes_per_epoch:
             size = self.batch_sizes_per_epoch[min(epoch, len(self.batch_sizes_per_epoch) - 1)]
-            log_batch_size_change(epoch, self.batch_size, size, logger=logger)
+            num_epochs = len(self.batch_sizes_per_epoch)
+            log_batch_size_change(
+                epoch, self.batch_size, size, num_epochs=num_epochs, logger=logger
+            )
             self.batch_size = size
         return self.batch_size
 

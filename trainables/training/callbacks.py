@@ -114,8 +114,9 @@ class BatchSizeLearningRate(pl.Callback):
             for group in optimizer.param_groups:
                 if group["lr"] != lr:
                     logger.info(
-                        "epoch %d: learning rate %.3g -> %.3g (batch size %d)",
-                        trainer.current_epoch,
+                        "epoch %d/%d: learning rate %.3g -> %.3g (batch size %d)",
+                        trainer.current_epoch + 1,
+                        trainer.max_epochs,
                         group["lr"],
                         lr,
                         batch_size,

@@ -174,7 +174,7 @@ class TrainConfig:
         """The config that re-runs a finished run: `path` is its run directory or config.json.
 
         Every resolved value is taken as it was, with the batch sizes the run actually used
-        (per epoch, so no tuner runs again) and the models it depended on.
+        (per epoch, so no tuner runs again), its memory budget and the models it depended on.
 
         Raises:
             UserError: `path` is not a run's config.json.
@@ -187,6 +187,11 @@ class TrainConfig:
             sizes: list[int] = saved["batch_sizes_per_epoch"] or [saved["train_batch_size"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise UserError(f"--config {path}: not a run's config.json ({err})") from None
+        if sizes == [None]:
+            raise UserError(
+                f"--config {path}: that run ran out of memory in the tuner, before any batch size"
+                " was applied: there is no run to repeat"
+            )
         schedule = schedule_from_dict(saved["batching"]["schedule"], option="--config schedule")
         changes = [(e, s) for e, s in enumerate(sizes) if e > 0 and s != sizes[e - 1]]
         used: BatchSizeSchedule = ConstantSchedule(lr_scaling=schedule.lr_scaling)
@@ -219,7 +224,8 @@ class TrainConfig:
             kd_temperature=saved["kd_temperature"],
             kd_alpha=saved["kd_alpha"],
             val_fraction=saved["val_fraction"],
-            batching=BatchTuning(schedule=used),
+            # The run's budget again, so that a run that ran out of memory does again.
+            batching=BatchTuning(schedule=used, memory_budget=saved.get("memory_budget_bytes")),
         )
 
 
@@ -232,8 +238,9 @@ class RunResult:
     """What a run produced; `to_json()` is the CLI's `--json` object.
 
     `train_batch_size` and `num_train_batches_per_epoch` are the first epoch's (the applied
-    size, and the count verified against it); a schedule's later epochs are in
-    `batch_sizes_per_epoch` and `history`."""
+    size, and the count verified against it); a schedule's later epochs, and a curriculum's
+    growing epochs, are in `batch_sizes_per_epoch` and `history`. Out of memory in the tuner,
+    no size was applied: the batch sizes and the count are None."""
 
     mode: Mode
     size: ModelSize
@@ -241,10 +248,10 @@ class RunResult:
     run_dir: Path
     val: dict[str, float]
     test: dict[str, dict[str, float]]
-    train_batch_size: int
-    eval_batch_size: int
+    train_batch_size: int | None
+    eval_batch_size: int | None
     batch_sizes_per_epoch: list[int]
-    num_train_batches_per_epoch: int
+    num_train_batches_per_epoch: int | None
     seconds: float
     history: list[dict[str, float]]
     tuned_max_batch_size: int | None = None
@@ -257,6 +264,8 @@ class RunResult:
     device: str = "cpu"
     oom: bool = False
     oom_stage: OomStage | None = None
+    # Out of memory in a model this run trained first (`vgae`, `gat`, `teacher`): its stage.
+    oom_prerequisite: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -279,6 +288,7 @@ class RunResult:
             "device": self.device,
             "oom": self.oom,
             "oom_stage": self.oom_stage,
+            "oom_prerequisite": self.oom_prerequisite,
             "seconds": round(self.seconds, 3),
             "run_dir": str(self.run_dir),
         }

@@ -81,8 +81,9 @@ def record_factor_outcome(
     Not recorded: a run that stayed within the budget at a batch size it asked for below the
     ceiling (an HPO trial's own batch size; its low peak says nothing about the factor, and
     counting it would raise the recommendation toward 1.0 whatever memory the factor's batch
-    takes), a run whose schedule grew past the ceiling, and an out-of-memory error in the
-    tuner, before the factor applied.
+    takes), a run whose schedule grew past the ceiling, an out-of-memory error in validation or
+    test at an eval batch size asked for (`--eval-batch-size`: the factor did not set it), and
+    an out-of-memory error in the tuner, before the factor applied.
 
     Returns:
         Whether the outcome was recorded.
@@ -93,7 +94,9 @@ def record_factor_outcome(
     elif (largest := max(sizes, default=ceiling)) > ceiling:
         reason = f"the schedule grew the train batch to {largest}, past the factor's {ceiling}"
     elif largest < ceiling and not oom:
-        reason = f"the run asked for a train batch of {largest}, below the factor's {ceiling}"
+        reason = f"the run's largest train batch was {largest}, below the factor's {ceiling}"
+    elif oom_stage in ("validation", "test") and config.eval_batch_size is not None:
+        reason = f"--eval-batch-size {config.eval_batch_size}, not the factor, set the eval batch"
     else:
         store = factor_store(config)
         try:

@@ -22,6 +22,7 @@ from trainables.batching.frontier import (
     config_fingerprint,
 )
 from trainables.batching.heaviest import HeaviestWindows, largest_first
+from trainables.batching.sizes import format_size
 from trainables.batching.tuner import PROBE_VERSION, find_frontier
 from trainables.data.datamodule import CANGraphDataModule
 from trainables.data.graphs import GraphArrays
@@ -66,6 +67,11 @@ def tuned_frontier(
     def compute() -> Frontier:
         nonlocal computed
         computed = True
+        logger.info(
+            "tuner: searching the largest train and eval batches under %s (no memo entry in %s)",
+            format_size(budget.budget_bytes),
+            memo.path,
+        )
         return find_frontier(
             make_module,
             train_probe,

@@ -15,13 +15,23 @@ from trainables.models import VGAE, GATClassifier, GATConfig, ModelSize, VGAECon
 from trainables.modes.autoencoder import AutoencoderModule
 from trainables.modes.base import DetectionModule
 from trainables.modes.classifier import ClassifierModule, DistillationModule
-from trainables.training.config import Mode, TrainConfig
+from trainables.training.config import Mode, OomStage, TrainConfig
 
-__all__ = ["ModuleFactory", "module_factory"]
+__all__ = ["ModuleFactory", "PrerequisiteOutOfMemory", "load_vgae", "module_factory"]
 
 logger = logging.getLogger("trainables.train")
 
 ModuleFactory = Callable[[], DetectionModule]
+
+
+class PrerequisiteOutOfMemory(MemoryError):
+    """A model the run depends on ran out of memory while it was trained first."""
+
+    def __init__(self, role: str, stage: OomStage, run_dir: Path) -> None:
+        super().__init__(
+            f"the {role.upper()} this run depends on ran out of memory ({stage}); see {run_dir}"
+        )
+        self.role, self.stage, self.run_dir = role, stage, run_dir
 
 
 def module_factory(
@@ -119,10 +129,8 @@ def _load_or_train(
         sub_dir.mkdir(parents=True)
         result = run_training(sub_config, run_dir=sub_dir)
         if result.oom:
-            raise MemoryError(
-                f"the {role.upper()} this run depends on ran out of memory "
-                f"({result.oom_stage}); see {sub_dir}"
-            )
+            assert result.oom_stage is not None
+            raise PrerequisiteOutOfMemory(role, result.oom_stage, sub_dir)
         checkpoint = sub_dir
     weights, size = _checkpoint_files(checkpoint, mode, size, option=option)
     if role == "vgae":

@@ -53,7 +53,11 @@ from trainables.training.config import OomStage, RunResult, TrainConfig
 from trainables.training.factors import record_factor_outcome, resolve_safety_factor
 from trainables.training.files import plain, write_json
 from trainables.training.frontier import tuned_frontier
-from trainables.training.prerequisites import load_vgae, module_factory
+from trainables.training.prerequisites import (
+    PrerequisiteOutOfMemory,
+    load_vgae,
+    module_factory,
+)
 
 __all__ = ["build_datamodule", "new_run_dir", "run_training"]
 
@@ -86,10 +90,18 @@ def run_training(
         return _run(config, run_dir, callbacks)
     except BaseException:
         # A run stopped before it wrote anything (bad data, a damaged file, Ctrl-C) leaves no
-        # empty directory behind in --out.
-        with contextlib.suppress(OSError):
-            run_dir.rmdir()  # only if empty
+        # empty directory behind in --out; a prerequisite model it finished training is kept.
+        _remove_empty_folders(run_dir)
         raise
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove `top` and the folders under it that hold no file, deepest first."""
+    for folder in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
+    with contextlib.suppress(OSError):
+        top.rmdir()
 
 
 def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -> RunResult:
@@ -104,6 +116,8 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
         # the budget enough that tuned maxima ranged 252-368 run to run, and two runs ran out of
         # memory in training at sizes their tuners had passed (232-236 with this).
         fix_malloc_thresholds()
+    # Before any data or prerequisite work: a damaged adaptive store stops the run at once.
+    factor = resolve_safety_factor(config, device) if config.batching.tune else None
     pl.seed_everything(config.seed, verbose=False)
     datamodule = build_datamodule(config)
     datamodule.setup("fit")
@@ -111,21 +125,28 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
     check_trainable(config.mode, config.source, datamodule.train_set.labels)
     vocab_size = len(datamodule.vocab)
     prerequisites: dict[str, str] = {}
-    if config.mode == "curriculum":
-        from trainables.modes.curriculum import CurriculumDataModule, score_graphs
+    # A model this run depends on ran out of memory while it trained first: this run ends out
+    # of memory too (in that model's stage), a result like any other.
+    prerequisite_oom: PrerequisiteOutOfMemory | None = None
+    model_config: Any = None
+    try:
+        if config.mode == "curriculum":
+            from trainables.modes.curriculum import CurriculumDataModule, score_graphs
 
-        assert isinstance(datamodule, CurriculumDataModule)
-        vgae = load_vgae(config, vocab_size, run_dir, prerequisites)
-        datamodule.set_difficulty(score_graphs(vgae, datamodule.train_set))
-    make_module = module_factory(config, vocab_size, run_dir, prerequisites)
-    # The run's module is built inside the budget, after the tuner, as the tuner's probes build
-    # theirs: on CPU its weights count against the budget as theirs did (on CUDA the budget
-    # counts all the device holds anyway). Its architecture comes from one built and dropped here.
-    model_config = make_module().model.config
+            assert isinstance(datamodule, CurriculumDataModule)
+            vgae = load_vgae(config, vocab_size, run_dir, prerequisites)
+            datamodule.set_difficulty(score_graphs(vgae, datamodule.train_set))
+        make_module = module_factory(config, vocab_size, run_dir, prerequisites)
+        # The run's module is built inside the budget, after the tuner, as the tuner's probes
+        # build theirs: on CPU its weights count against the budget as theirs did (on CUDA the
+        # budget counts all the device holds anyway). Its architecture comes from one built and
+        # dropped here.
+        model_config = make_module().model.config
+    except PrerequisiteOutOfMemory as err:
+        prerequisite_oom = err
     module: DetectionModule | None = None
 
     batching = config.batching
-    factor = resolve_safety_factor(config, device) if batching.tune else None
     stage = StageTracker("tuner" if batching.tune else "train")
     history = EpochHistory()
     frontier: Frontier | None = None
@@ -138,12 +159,15 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
     with _budget(config, device) as budget:
         history.budget = budget
         try:
+            if prerequisite_oom is not None:
+                raise prerequisite_oom
             if batching.tune:
                 assert factor is not None
                 tuner_start = time.perf_counter()
-                frontier, memo_hit = tuned_frontier(
-                    config, datamodule, make_module, budget, device, model_config
-                )
+                with _interrupts_raised():  # Lightning's tuner turns Ctrl-C into exit 1 too
+                    frontier, memo_hit = tuned_frontier(
+                        config, datamodule, make_module, budget, device, model_config
+                    )
                 tuner_seconds = time.perf_counter() - tuner_start
                 # Training gets the whole budget: not what the probes freed but glibc keeps.
                 assert budget is not None
@@ -154,17 +178,21 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
                 datamodule.batch_size = (
                     ceiling if config.batch_size is None else min(config.batch_size, ceiling)
                 )
-                datamodule.eval_batch_size = resolve_eval_batch_size(
-                    applied_train=datamodule.batch_size,
-                    eval_multiplier=batching.eval_multiplier,
-                    eval_max=frontier.eval_max,
-                    explicit=config.eval_batch_size,
-                )
             initial = datamodule.batch_size
             sizes = batching.schedule.sizes_for_epochs(
                 initial, config.epochs, frontier.train_max if frontier else _UNCAPPED
             )
+            if frontier is not None:
+                # From the size the first epoch trains at: a schedule may start below the
+                # applied size (a `max_batch_size` under it, a milestone at epoch 0).
+                datamodule.eval_batch_size = resolve_eval_batch_size(
+                    applied_train=sizes[0],
+                    eval_multiplier=batching.eval_multiplier,
+                    eval_max=frontier.eval_max,
+                    explicit=config.eval_batch_size,
+                )
             datamodule.batch_sizes_per_epoch = sizes
+            datamodule.batch_size = sizes[0]  # no "change" line for the first epoch
             _log_applied(config, datamodule, frontier, factor, sizes)
             stage.stage = "train"
             pl.seed_everything(config.seed, verbose=False)
@@ -213,7 +241,7 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
         except BaseException as err:
             if not is_out_of_memory(err):
                 raise
-            oom_stage = stage.stage
+            oom_stage = stage.stage if prerequisite_oom is None else prerequisite_oom.stage
             logger.warning(
                 "run %s: out of memory in stage %s (%s)",
                 run_dir,
@@ -229,6 +257,7 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
         assert module is not None
         torch.save(module.model.state_dict(), run_dir / "model.pt")
     peak = budget.peak_bytes if budget is not None else None
+    applied_none = not sizes  # out of memory before a size applied (tuner, prerequisite)
     result = RunResult(
         mode=config.mode,
         size=size,
@@ -236,11 +265,14 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
         run_dir=run_dir,
         val=val,
         test={} if oom or module is None else module.test_results,
-        train_batch_size=datamodule.batch_size if not sizes else sizes[0],
-        eval_batch_size=datamodule.eval_batch_size,
+        # None out of memory in the tuner: no size was applied (the datamodule's is a default).
+        train_batch_size=None if applied_none else sizes[0] if sizes else datamodule.batch_size,
+        eval_batch_size=None if applied_none else datamodule.eval_batch_size,
         batch_sizes_per_epoch=sizes,
         # The first epoch's, at `train_batch_size` (each epoch's is in `history`).
-        num_train_batches_per_epoch=int(history.epochs[0]["num_train_batches"])
+        num_train_batches_per_epoch=None
+        if applied_none
+        else int(history.epochs[0]["num_train_batches"])
         if history.epochs
         else math.ceil(len(datamodule.train_set) / datamodule.batch_size),
         seconds=time.perf_counter() - start,
@@ -255,6 +287,9 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
         device=device.type,
         oom=oom,
         oom_stage=oom_stage,
+        oom_prerequisite=None
+        if prerequisite_oom is None
+        else ("teacher" if config.mode == "kd" else prerequisite_oom.role),
     )
     write_json(
         run_dir / "config.json",
@@ -263,7 +298,7 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
             "size": size,
             "dataset": config.source.dataset_name,
             "vocab_size": vocab_size,
-            "model": plain(dataclasses.asdict(model_config)),  # type: ignore[call-overload]
+            "model": None if model_config is None else plain(dataclasses.asdict(model_config)),
             "device": device.type,
             "memory_budget_bytes": result.memory_budget_bytes,
             "tuned_max_batch_size": result.tuned_max_batch_size,
@@ -277,7 +312,7 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
     )
     write_json(run_dir / "metrics.json", {**result.to_json(), "history": history.epochs})
     # After the run's own files: whatever happens to the shared store, the run is kept.
-    if factor is not None and budget is not None:
+    if factor is not None and budget is not None and prerequisite_oom is None:
         record_factor_outcome(
             config,
             device,

@@ -50,6 +50,26 @@ def test_safety_factor_store_raises_the_factor_after_runs_far_below_target(tmp_p
     assert highest == 1.0
 
 
+def test_a_small_factor_far_below_target_never_lowers_the_recommendation(
+    tmp_path: Path,
+) -> None:
+    # Measured: factor 0.05 peaked at 7% of the budget (the model and data weigh in too), which
+    # proposed 0.05 x 0.9 / 0.07 = 0.64 and pulled a recommendation of 0.9 down to 0.64.
+    store = SafetyFactorStore(tmp_path / "factors.json")
+    assert store.record(KEY, factor=0.9, peak_fraction=0.83, oom=False) == 0.9
+    for _ in range(3):
+        assert store.record(KEY, factor=0.05, peak_fraction=0.07, oom=False) >= 0.9
+
+
+def test_a_peak_above_target_never_raises_the_recommendation(tmp_path: Path) -> None:
+    store = SafetyFactorStore(tmp_path / "factors.json")
+    assert store.record(KEY, factor=0.5, peak_fraction=0.85, oom=False) == 0.5
+    # Factor 1.0 at a 95% peak proposes 0.95: above the target, so no reason to raise.
+    assert store.record(KEY, factor=1.0, peak_fraction=0.95, oom=False) <= 0.5
+    # Nor an out-of-memory error at a factor whose back-off is above the recommendation.
+    assert store.record(KEY, factor=1.0, peak_fraction=None, oom=True) <= 0.5
+
+
 def test_safety_factor_store_keeps_the_factor_near_the_target(tmp_path: Path) -> None:
     store = SafetyFactorStore(tmp_path / "factors.json")
     assert store.record(KEY, factor=0.7, peak_fraction=0.85, oom=False) == 0.7

@@ -125,6 +125,21 @@ def test_out_of_memory_below_the_factors_batch_is_recorded(tmp_path: Path) -> No
     assert store.num_records(key) == 1 and store.recommend(key, default=1.0) < 0.5
 
 
+def test_an_eval_out_of_memory_at_an_eval_size_asked_for_is_not_the_factors(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = dataclasses.replace(_config(tmp_path, memory_budget=64 << 20), eval_batch_size=500)
+    with caplog.at_level(logging.INFO, logger="trainables.train"):
+        for stage in ("validation", "test"):
+            assert not _record(
+                config, ceiling=100, sizes=[100], peak_fraction=None, oom_stage=stage
+            )
+    assert not (tmp_path / "factors.json").exists()
+    assert "--eval-batch-size 500, not the factor, set the eval batch" in caplog.text
+    # A train OOM at the factor's batch is still the factor's.
+    assert _record(config, ceiling=100, sizes=[100], peak_fraction=None, oom_stage="train")
+
+
 @pytest.mark.parametrize("multiplier", [0.5, float("inf"), float("nan")])
 def test_an_eval_multiplier_that_is_not_a_finite_number_from_1_is_named(
     multiplier: float,

@@ -65,6 +65,7 @@ def test_run_training_autoencoder_reports_auroc(tmp_path: Path, source: GraphSou
     assert "val_auroc" in payload and "val_f1" not in payload
     assert 0.0 <= payload["val_auroc"] <= 1.0
     # trained on normal graphs only: 180 training graphs minus their attack graphs
+    assert result.num_train_batches_per_epoch is not None
     assert result.num_train_batches_per_epoch < math.ceil(180 / 64) + 1
 
 
@@ -225,7 +226,7 @@ def test_tuned_run_memo_skips_the_tuner(tmp_path: Path, source: GraphSource) -> 
     assert not first.memo_hit and second.memo_hit
     assert second.tuned_max_batch_size == first.tuned_max_batch_size
     assert second.tuner_seconds < 0.5
-    assert second.tuned_max_eval_batch_size is not None
+    assert second.tuned_max_eval_batch_size is not None and second.train_batch_size is not None
     assert second.eval_batch_size == min(second.train_batch_size, second.tuned_max_eval_batch_size)
 
 
@@ -302,7 +303,7 @@ def test_run_follows_a_step_schedule(
     assert [row["num_train_batches"] for row in result.history] == [23, 12, 6]
     # The JSON's pair is the first epoch's: the applied size and its count (it paired 8 with 6).
     assert (result.train_batch_size, result.num_train_batches_per_epoch) == (8, 23)
-    assert "epoch 1: train batch size 8 -> 16" in caplog.text
+    assert "epoch 2/3: train batch size 8 -> 16" in caplog.text  # numbered as epoch lines are
 
 
 def test_auto_factor_comes_from_the_adaptive_store(tmp_path: Path, source: GraphSource) -> None:
@@ -342,6 +343,7 @@ def test_reading_the_frozen_config_back_reproduces_the_run(
     first = run_training(config)
     again = run_training(TrainConfig.reproducing(first.run_dir, out_dir=tmp_path / "again"))
     assert again.tuned_max_batch_size is None  # no tuner: the sizes used are replayed
+    assert again.memory_budget_bytes == first.memory_budget_bytes == 64 << 20
     assert again.batch_sizes_per_epoch == first.batch_sizes_per_epoch
     assert again.eval_batch_size == first.eval_batch_size
     assert [r["num_train_batches"] for r in again.history] == [
@@ -364,3 +366,26 @@ def test_a_damaged_factor_store_stops_a_tuned_run_before_training(
         run_training(config)
     assert not list((tmp_path / "runs").glob("*/model.pt"))  # no training ran, to be lost
     assert store.read_text() == '{"version": 1, "entr'
+    # Nor the VGAE curriculum trains first: the store was read before it, no folder is left.
+    with pytest.raises(UserError, match=r"factors\.json: not valid JSON"):
+        run_training(dataclasses.replace(config, mode="curriculum"))
+    assert not list((tmp_path / "runs").glob("curriculum-*"))
+
+
+def test_the_eval_size_follows_the_first_epochs_train_size(
+    tmp_path: Path, source: GraphSource
+) -> None:
+    # A schedule capped below the applied size trains its first epoch at the cap: the eval size
+    # is the multiplier times that, not times a size no epoch trained at.
+    schedule = schedule_from_dict(
+        {"type": "step", "step_size": 1, "gamma": 2, "max_batch_size": 6}
+    )
+    config = dataclasses.replace(
+        tuned(source, tmp_path, memory_budget=64 << 20, safety_factor=1.0, schedule=schedule),
+        epochs=1,
+    )
+    result = run_training(config)
+    assert result.tuned_max_batch_size is not None and result.tuned_max_batch_size > 6
+    assert result.tuned_max_eval_batch_size is not None
+    assert result.batch_sizes_per_epoch == [6] and result.train_batch_size == 6
+    assert result.eval_batch_size == min(12, result.tuned_max_eval_batch_size)

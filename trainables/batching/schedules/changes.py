@@ -11,14 +11,21 @@ _logger = logging.getLogger("trainables.batching.schedules")
 
 
 def log_batch_size_change(
-    epoch: int, previous: int, current: int, *, logger: logging.Logger | None = None
+    epoch: int,
+    previous: int,
+    current: int,
+    *,
+    num_epochs: int | None = None,
+    logger: logging.Logger | None = None,
 ) -> bool:
-    """Log one line when the train batch size changes: `epoch 20: train batch size 256 -> 512`.
+    """Log one line when the train batch size changes: `epoch 21/30: train batch size 256 ->
+    512`, numbered from 1 as the epoch lines are (`epoch 21/30: train_loss ...`).
 
     Args:
-        epoch: The epoch that starts with the new size.
+        epoch: The epoch that starts with the new size, from 0 (Lightning's `current_epoch`).
         previous: The batch size of the epoch before.
         current: The batch size of `epoch`.
+        num_epochs: The run's epochs, for the line's `/N`; None leaves it out.
         logger: Where to log, at INFO; default the `trainables.batching.schedules` logger.
 
     Returns:
@@ -26,5 +33,8 @@ def log_batch_size_change(
     """
     if previous == current:
         return False
-    (logger or _logger).info("epoch %d: train batch size %d -> %d", epoch, previous, current)
+    of = "" if num_epochs is None else f"/{num_epochs}"
+    (logger or _logger).info(
+        "epoch %d%s: train batch size %d -> %d", epoch + 1, of, previous, current
+    )
     return True
