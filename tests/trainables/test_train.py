@@ -93,37 +93,17 @@ def test_train_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) 
     assert "Traceback" not in result.stderr
 
 
-def test_train_ctrl_c_in_training_exits_130_and_says_so(tmp_path: Path) -> None:
-    # Lightning answers Ctrl-C in fit with sys.exit(1): the run exited 1 without a word.
-    command = [sys.executable, "-m", "trainables.train", "--mode", "normal", "--epochs", "30"]
-    command += ["--num-messages", "30000", "--cache-dir", str(tmp_path / "cache")]
-    process = subprocess.Popen(
-        [*command, "--out", str(tmp_path / "runs")], stderr=subprocess.PIPE, text=True
-    )
-    assert process.stderr is not None
-    try:
-        for line in process.stderr:
-            if "epoch 1/30" in line:  # inside fit
-                process.send_signal(signal.SIGINT)
-                break
-        rest = process.stderr.read()
-        assert process.wait(timeout=120) == 130, rest[-2000:]
-    finally:
-        process.kill()
-    assert rest.strip().endswith("interrupted") and "Traceback" not in rest
-
-
-def test_train_ctrl_c_in_the_tuner_exits_130_and_leaves_no_run_directory(tmp_path: Path) -> None:
-    # Lightning's tuner answers Ctrl-C with sys.exit(1) as fit does: the run exited 1 silently.
-    command = [sys.executable, "-m", "trainables.train", "--mode", "normal", "--size", "teacher"]
-    command += ["--epochs", "1", "--tune-batch-size", "--memory-budget", "3GiB", "--no-tuner-aim"]
+def _interrupted(tmp_path: Path, args: list[str], when: str, *, after_s: float = 0.0) -> str:
+    """Run `trainables.train ARGS`, send it Ctrl-C `after_s` seconds after the stderr line
+    holding `when`, check that it exits 130 with no traceback, and return the rest of stderr."""
+    command = [sys.executable, "-m", "trainables.train", *args]
     command += ["--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "runs")]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     assert process.stderr is not None
     try:
         for line in process.stderr:
-            if "tuner: searching" in line:
-                time.sleep(3)  # into Lightning's scale_batch_size (the search takes ~30 s)
+            if when in line:
+                time.sleep(after_s)
                 process.send_signal(signal.SIGINT)
                 break
         rest = process.stderr.read()
@@ -131,6 +111,21 @@ def test_train_ctrl_c_in_the_tuner_exits_130_and_leaves_no_run_directory(tmp_pat
     finally:
         process.kill()
     assert rest.strip().endswith("interrupted") and "Traceback" not in rest
+    return rest
+
+
+def test_train_ctrl_c_in_training_exits_130_and_says_so(tmp_path: Path) -> None:
+    # Lightning answers Ctrl-C in fit with sys.exit(1): the run exited 1 without a word.
+    args = ["--mode", "normal", "--epochs", "30", "--num-messages", "30000"]
+    _interrupted(tmp_path, args, "epoch 1/30")  # inside fit
+
+
+def test_train_ctrl_c_in_the_tuner_exits_130_and_leaves_no_run_directory(tmp_path: Path) -> None:
+    # Lightning's tuner answers Ctrl-C with sys.exit(1) as fit does: the run exited 1 silently.
+    args = ["--mode", "normal", "--size", "teacher", "--epochs", "1", "--tune-batch-size"]
+    args += ["--memory-budget", "3GiB", "--no-tuner-aim"]
+    # 3 s into Lightning's scale_batch_size (the search takes ~30 s).
+    rest = _interrupted(tmp_path, args, "tuner: searching", after_s=3)
     assert "max train batch" not in rest  # it was stopped inside the search
     assert not list((tmp_path / "runs").glob("normal-teacher-*"))  # no run directory left
 
