@@ -28,6 +28,7 @@ from typing import Any
 from ray.tune import Callback
 
 from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
+from trainables.cli import tool_command
 from trainables.errors import UserError
 
 __all__ = ["REFRESH_S", "StudyMetrics", "exposure_warning", "init_ray"]
@@ -206,9 +207,10 @@ def init_ray(address: str | None, *, dashboard_host: str | None) -> None:
     url = context.dashboard_url
     if url:
         logger.info(
-            "Ray dashboard: http://%s (sign in with the token from `ray get-auth-token`; API"
+            "Ray dashboard: http://%s (sign in with the token from `%s get-auth-token`; API"
             " clients send `Authorization: Bearer <token>`)",
             url,
+            tool_command("ray"),
         )
     here = ray.get_runtime_context().get_node_id()
     for node in ray.nodes():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import re
 import sys
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainables.cli import configure_logging, run_cli
+from trainables.cli import configure_logging, run_cli, tool_command
 from trainables.errors import UserError
 
 if TYPE_CHECKING:
@@ -153,11 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"browse it: {ui_command(config.tracking_uri)}", file=sys.stderr if args.json else None)
     if summary["num_trials"] < config.num_samples:
         logger.warning(
-            "study %s stopped after %d of %d trials; continue it with: python -m hpo.run"
+            "study %s stopped after %d of %d trials; continue it with: %s -m hpo.run"
             " --space %s --study-dir %s --study-name %s --resume",
             config.name,
             summary["num_trials"],
             config.num_samples,
+            tool_command("python"),
             config.space.name,
             study_dir.parent,
             config.name,
@@ -180,18 +182,28 @@ def _study_dir(args: argparse.Namespace) -> Path:
             )
         return root / args.study_name
     if args.resume:
+        # Any study of the space, named by `--study-name` or not (as `hpo.report` finds it).
         candidates = sorted(
-            (p for p in root.glob(f"{args.space}-*") if (p / "study.json").is_file()),
-            key=lambda p: p.stat().st_mtime,
+            (p for p in root.glob("*/study.json") if _space_of(p) == args.space),
+            key=lambda p: p.parent.stat().st_mtime,
         )
         if not candidates:
             raise UserError(
                 f"--resume: no study of space {args.space!r} under {root}; name one with"
                 " --study-name"
             )
-        return candidates[-1]
+        return candidates[-1].parent
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return root / f"{args.space}-{stamp}"
+
+
+def _space_of(study_json: Path) -> str | None:
+    """The space a study's `study.json` names; None where it cannot be read."""
+    try:
+        space = json.loads(study_json.read_text()).get("space", {})
+        return space.get("name") if isinstance(space, dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:

@@ -7,12 +7,25 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from trainables.errors import UserError
 
-__all__ = ["EXIT_USER_ERROR", "configure_logging", "is_interactive", "run_cli"]
+__all__ = ["EXIT_USER_ERROR", "configure_logging", "is_interactive", "run_cli", "tool_command"]
 
 EXIT_USER_ERROR = 2
+
+
+def tool_command(name: str) -> str:
+    """How to run this environment's `python` (`name="python"`) or one of its scripts (`mlflow`,
+    `ray`) in a command we print for the user to copy: the path of this interpreter's, relative
+    to the working folder when it is under it (`.venv/bin/ray`), since the virtualenv is not
+    necessarily activated (the README runs `.venv/bin/python`)."""
+    path = Path(sys.executable).parent / name if name != "python" else Path(sys.executable)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def is_interactive() -> bool:

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainables.cli import tool_command
 from trainables.errors import UserError
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def ui_command(uri: str) -> str:
     """How to browse the store: the exact `mlflow ui` command, or the server's address."""
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}"
+    return f"{tool_command('mlflow')} ui --backend-store-uri {uri}"
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -310,3 +310,31 @@ def test_hpo_run_rejects_data_its_mode_cannot_train_on_before_any_trial(tmp_path
     )
     assert "Traceback" not in result.stderr and " trial " not in result.stderr
     assert not list(studies.glob("*/study.json"))  # no study was started
+
+
+def test_resume_without_a_name_takes_the_spaces_latest_study_whatever_its_name(
+    tmp_path: Path,
+) -> None:
+    # Studies named by --study-name were passed over: --resume took an older, finished study.
+    import argparse
+    import os
+
+    from hpo.run import _study_dir
+
+    def study(name: str, space: str, mtime: float) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "study.json").write_text(json.dumps({"space": {"name": space}}))
+        os.utime(folder, (mtime, mtime))
+        return folder
+
+    study("normal-20261124-140000", "normal", 1_000)
+    named = study("resume-test", "normal", 2_000)
+    study("kd-latest", "kd", 3_000)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "study.json").write_text("{not json")
+    args = argparse.Namespace(study_dir=tmp_path, study_name=None, resume=True, space="normal")
+    assert _study_dir(args) == named
+    assert (
+        _study_dir(argparse.Namespace(**{**vars(args), "space": "kd"})) == tmp_path / "kd-latest"
+    )

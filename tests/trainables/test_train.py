@@ -166,8 +166,8 @@ def test_train_budget_too_small_for_any_batch_is_an_oom_result(tmp_path: Path) -
 
 
 def test_train_a_prerequisite_out_of_memory_is_the_runs_oom_result(tmp_path: Path) -> None:
-    # The VGAE curriculum trains first inherits the budget and ran out of memory in its tuner:
-    # that was a MemoryError traceback, exit 1, no JSON.
+    # The VGAE curriculum trains first inherits the budget and runs out of memory: that was a
+    # MemoryError traceback, exit 1, no JSON.
     result = train(
         *("--mode", "curriculum", "--size", "student", "--epochs", "1", "--json"),
         *("--tune-batch-size", "--memory-budget", "4MiB"),
@@ -175,6 +175,7 @@ def test_train_a_prerequisite_out_of_memory_is_the_runs_oom_result(tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr[-2000:]
     payload = json.loads(result.stdout)
+    # Tuned under the run's budget, as the run is: out of memory in its tuner.
     assert payload["oom"] is True and payload["oom_stage"] == "tuner"
     assert payload["oom_prerequisite"] == "vgae" and payload["train_batch_size"] is None
     run_dir = Path(payload["run_dir"])
@@ -182,6 +183,11 @@ def test_train_a_prerequisite_out_of_memory_is_the_runs_oom_result(tmp_path: Pat
     assert json.loads((run_dir / "config.json").read_text())["mode"] == "curriculum"
     assert (run_dir / "prerequisites" / "autoencoder-student" / "metrics.json").is_file()
     assert "the VGAE this run depends on ran out of memory (tuner)" in result.stderr
+    prerequisite = json.loads(
+        (run_dir / "prerequisites/autoencoder-student/config.json").read_text()
+    )
+    assert prerequisite["batching"]["schedule"]["type"] == "none"
+    assert prerequisite["batch_size"] == 64  # the most it may use: not the run's own sizes
 
 
 @pytest.mark.parametrize(("flag", "aim"), [([], True), (["--no-tuner-aim"], False)])

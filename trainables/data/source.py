@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trainables.data.cache import GraphCache, default_cache_dir, file_signature
 from trainables.data.capture import Capture
 from trainables.data.graphs import GraphArrays, build_graphs, validate_window
@@ -22,7 +24,13 @@ from trainables.data.reader import BadRowPolicy, read_capture
 from trainables.data.vocab import Vocabulary
 from trainables.errors import UserError
 
-__all__ = ["DEFAULT_SYNTHETIC_MESSAGES", "GraphSource", "LoadedSplit", "load_split"]
+__all__ = [
+    "DEFAULT_SYNTHETIC_MESSAGES",
+    "GraphSource",
+    "LoadedSplit",
+    "load_split",
+    "without_repeats",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +185,13 @@ def load_split(source: GraphSource, split: str = "train") -> LoadedSplit:
         stride=source.stride,
         vocab=vocab.fingerprint(),
         on_bad_rows=source.on_bad_rows,
+        repeats="dropped",  # graphs cached before repeated captures were read once are stale
     )
     hit = cache.load_graphs(key) if cache else None
     if hit is not None:
         graphs, meta = hit
         return _loaded(split, graphs, vocab, True, start, meta["dropped_rows"])
-    split_captures = read(files)
+    split_captures = without_repeats(split, read(files))
     graphs = build_graphs(split_captures, vocab, window=source.window, stride=source.stride)
     dropped = {c.name: c.num_dropped_rows for c in split_captures if c.num_dropped_rows}
     if cache:
@@ -231,6 +240,37 @@ def _load_synthetic(
             cache.save_graphs(keys[name], graphs, {"dropped_rows": {}, "split": name})
     graphs = GraphArrays.concat([built[name] for name in names])
     return _loaded(split, graphs, vocab, False, start, {})
+
+
+def without_repeats(split: str, captures: list[Capture]) -> list[Capture]:
+    """`captures` less any that holds exactly the messages of an earlier one, with a warning.
+
+    A dataset can list one capture in two split folders (hcrl_sa has its two attack-free
+    captures in both `train_01_attack_free` and `train_02_with_attacks`); read twice, a third
+    of its training graphs were copies, and a random validation split scored half its graphs
+    on copies of training graphs. Only captures of equal length are compared.
+    """
+    kept: list[Capture] = []
+    for capture in captures:
+        same = next((k for k in kept if _same_messages(k, capture)), None)
+        if same is None:
+            kept.append(capture)
+        else:
+            logger.warning(
+                "split %s: %s holds the same %d messages as %s: read once",
+                split,
+                capture.name,
+                len(capture),
+                same.name,
+            )
+    return kept
+
+
+def _same_messages(a: Capture, b: Capture) -> bool:
+    return len(a) == len(b) and all(
+        np.array_equal(getattr(a, field), getattr(b, field))
+        for field in ("timestamp", "can_id", "dlc", "payload", "attack")
+    )
 
 
 def _loaded(

@@ -96,5 +96,7 @@ def test_build_real_hcrl_sa(shared_data: Path, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert 9300 <= summary["num_graphs"] <= 9500
+    # 9,367 graphs before its two attack-free captures, listed in both train folders, were read
+    # once each.
+    assert 6200 <= summary["num_graphs"] <= 6350
     assert summary["num_node_features"] == 11
