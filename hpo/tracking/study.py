@@ -105,7 +105,10 @@ class StudyTracker:
                 "max_concurrent": config.max_concurrent,
                 "scheduler": config.scheduler,
                 "tune_batch_size": config.tune_batch_size,
-                "memory_budget": config.memory_budget,
+                # As given; "default": derived per machine (the bytes are the study's tag).
+                "memory_budget": "default"
+                if config.memory_budget is None
+                else config.memory_budget,
                 "cpus_per_trial": config.cpus_per_trial,
                 "gpus_per_trial": config.gpus_per_trial,
                 "metric": space.metric,
