@@ -101,8 +101,11 @@ class StudyMetrics(Callback):
             live["batch_size"] = float(result["train_batch_size"])
         if result.get("graphs_per_second"):
             live["throughput"] = float(result["graphs_per_second"])
+        self._set_gauges(trial.trial_id, live)
+
+    def _set_gauges(self, trial_id: str, live: dict[str, float]) -> None:
         for name, value in live.items():
-            self.metrics[name].set(value, tags={"trial": trial.trial_id})
+            self.metrics[name].set(value, tags={"trial": trial_id})
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()
@@ -111,8 +114,7 @@ class StudyMetrics(Callback):
         self._refreshed = now
         self.metrics["running"].set(len(self._running))
         for trial_id, live in self._live.items():
-            for name, value in live.items():
-                self.metrics[name].set(value, tags={"trial": trial_id})
+            self._set_gauges(trial_id, live)
 
     def _finished(self, trial: Any, state: str) -> None:
         self._running.discard(trial.trial_id)

@@ -29,11 +29,12 @@ ModuleFactory = Callable[[], DetectionModule]
 class PrerequisiteOutOfMemory(MemoryError):
     """A model the run depends on ran out of memory while it was trained first."""
 
-    def __init__(self, role: str, stage: OomStage, run_dir: Path) -> None:
+    def __init__(self, role: str, name: str, stage: OomStage, run_dir: Path) -> None:
         super().__init__(
             f"the {role.upper()} this run depends on ran out of memory ({stage}); see {run_dir}"
         )
-        self.role, self.stage, self.run_dir = role, stage, run_dir
+        # `name`: the model's key in the run's prerequisites (`vgae`, `gat`, `teacher`).
+        self.role, self.name, self.stage, self.run_dir = role, name, stage, run_dir
 
 
 def module_factory(
@@ -109,6 +110,7 @@ def _load_or_train(
     from trainables.training.run import run_training
 
     role = {"normal": "gat", "autoencoder": "vgae"}[mode]
+    name = role if config.mode != "kd" else "teacher"
     option = "--teacher" if config.mode == "kd" else f"--{role}"
     if checkpoint is None:
         logger.info(
@@ -139,7 +141,7 @@ def _load_or_train(
         result = run_training(sub_config, run_dir=sub_dir)
         if result.oom:
             assert result.oom_stage is not None
-            raise PrerequisiteOutOfMemory(role, result.oom_stage, sub_dir)
+            raise PrerequisiteOutOfMemory(role, name, result.oom_stage, sub_dir)
         checkpoint = sub_dir
     weights, size = _checkpoint_files(checkpoint, mode, size, option=option)
     if role == "vgae":
@@ -147,7 +149,7 @@ def _load_or_train(
     else:
         model = GATClassifier(GATConfig.preset(size, vocab_size=vocab_size))
     load_weights(model, weights)
-    prerequisites[role if config.mode != "kd" else "teacher"] = str(weights)
+    prerequisites[name] = str(weights)
     return model.eval()
 
 

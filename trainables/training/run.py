@@ -287,9 +287,7 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
         device=device.type,
         oom=oom,
         oom_stage=oom_stage,
-        oom_prerequisite=None
-        if prerequisite_oom is None
-        else ("teacher" if config.mode == "kd" else prerequisite_oom.role),
+        oom_prerequisite=None if prerequisite_oom is None else prerequisite_oom.name,
     )
     write_json(
         run_dir / "config.json",
