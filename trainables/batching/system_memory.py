@@ -1,7 +1,8 @@
 """What the operating system and the C allocator say about this process's memory.
 
 Linux only where it matters: sizes come from `/proc/self/status` and `/proc/meminfo`, and the
-glibc allocator is tuned through `mallopt`/`malloc_trim` (no-ops under other C libraries).
+glibc allocator is tuned through `mallopt`/`malloc_trim` and read through `mallinfo2` (no-ops
+under other C libraries).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "PeakMemorySampler",
     "available_memory_bytes",
     "fix_malloc_thresholds",
+    "heap_free_bytes",
     "process_memory_bytes",
     "total_memory_bytes",
     "trim_malloc",
@@ -168,6 +170,39 @@ def trim_malloc() -> bool:
     return libc is not None and libc.malloc_trim(0) == 1
 
 
+def heap_free_bytes() -> int:
+    """Bytes glibc holds free in its heaps and arenas (`mallinfo2().fordblks`).
+
+    These are part of `VmData` and of what `RLIMIT_DATA` counts, yet the next allocation of a
+    block that fits reuses them without growing either.
+
+    Returns:
+        The free bytes; 0 where the C library is not glibc or is older than 2.33 (no `mallinfo2`).
+    """
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return 0
+    return int(libc.mallinfo2().fordblks)
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
 class PeakMemorySampler:
     """Samples one `/proc/self/status` field in a daemon thread and keeps the largest value.
 
@@ -243,6 +278,9 @@ def _glibc() -> ctypes.CDLL | None:
     libc.mallopt.restype = ctypes.c_int
     libc.malloc_trim.argtypes = [ctypes.c_size_t]
     libc.malloc_trim.restype = ctypes.c_int
+    if hasattr(libc, "mallinfo2"):  # glibc >= 2.33
+        libc.mallinfo2.argtypes = []
+        libc.mallinfo2.restype = _MallInfo2
     return libc
 
 

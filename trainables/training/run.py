@@ -169,7 +169,8 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
                         config, datamodule, make_module, budget, device, model_config
                     )
                 tuner_seconds = time.perf_counter() - tuner_start
-                # Training gets the whole budget: not what the probes freed but glibc keeps.
+                # Training gets the whole budget, with what the probes freed but glibc keeps
+                # counted in it (as a fresh process taking the maximum from the memo has it).
                 assert budget is not None
                 budget.rebase()
                 # The factor scales the tuned maximum once; a batch size asked for is kept

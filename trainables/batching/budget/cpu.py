@@ -14,6 +14,7 @@ from trainables.batching.sizes import format_size
 from trainables.batching.system_memory import (
     PeakMemorySampler,
     fix_malloc_thresholds,
+    heap_free_bytes,
     process_memory_bytes,
 )
 
@@ -38,8 +39,12 @@ def cpu_budget(
     sampler = PeakMemorySampler("VmData", interval_s=sample_interval_s)
     budget: MemoryBudget | None = None
     try:
+        # Garbage of earlier work is freed first, so that a rebase does not count it as freed by
+        # the stage inside the budget.
+        release_memory()
         # Measured after the sampler thread started, so its stack is not charged to the budget.
         baseline_bytes = process_memory_bytes("VmData")
+        free_at_entry = heap_free_bytes()
         limit_bytes = _limit_for(budget_bytes, baseline_bytes=baseline_bytes, previous=previous)
 
         def read_peak_bytes() -> int:
@@ -50,7 +55,10 @@ def cpu_budget(
             assert budget is not None
             release_memory()
             resource.setrlimit(resource.RLIMIT_DATA, previous)
-            budget.baseline_bytes = process_memory_bytes("VmData")
+            # What the earlier stage freed and glibc keeps is room the next stage reuses without
+            # growing the data segment: it is the next stage's budget, not extra room beside it.
+            freed_in_heap = max(0, heap_free_bytes() - free_at_entry)
+            budget.baseline_bytes = process_memory_bytes("VmData") - freed_in_heap
             budget.limit_bytes = _limit_for(
                 budget_bytes, baseline_bytes=budget.baseline_bytes, previous=previous
             )
