@@ -73,6 +73,8 @@ class StudyTracker:
             else str(config.memory_budget),
         }
         self._trial_runs: dict[str, str] = {}
+        # Per trial, the step and value each metric was last logged at.
+        self._logged: dict[str, dict[str, tuple[int, float]]] = {}
         parent = self._find_runs(
             f"tags.`hpo.study` = '{config.name}' and tags.`hpo.role` = 'study'"
         )
@@ -166,7 +168,11 @@ class StudyTracker:
         return run_id
 
     def log_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
-        """One reported result: an epoch's metrics (step = epoch), or a trial's last one."""
+        """One reported result: an epoch's metrics (step = epoch), or a trial's last one.
+
+        A trial's last result repeats its last epoch's metrics at the same step: those are not
+        logged twice, only what it adds (test metrics, the whole run's peak memory).
+        """
         from mlflow.entities import Metric
 
         if is_oom_result(result):
@@ -174,12 +180,14 @@ class StudyTracker:
         run_id = self._trial_runs.get(trial_id) or self.start_trial(trial_id, config)
         step = int(result.get("epoch") or 0)
         now = int(time.time() * 1000)
+        logged = self._logged.setdefault(trial_id, {})
         metrics = []
         for key, value in result.items():
             number = finite(value)
             wanted = key.startswith(("train_", "val_", "test_")) or key in _EPOCH_METRICS
-            if number is not None and wanted:
+            if number is not None and wanted and logged.get(key) != (step, number):
                 metrics.append(Metric(key, number, now, step))
+                logged[key] = (step, number)
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 

@@ -259,3 +259,28 @@ def test_trial_runs_end_in_their_state_and_finishing_closes_only_those_still_ope
     counts = client.get_run(tracker.parent_id).data.metrics
     assert counts["num_trials"] == counts["num_stopped_early"] == 1
     assert counts["num_interrupted"] == 0
+
+
+def test_a_trials_last_result_logs_only_what_its_last_epoch_did_not(tmp_path: Path) -> None:
+    from hpo.tracking import StudyTracker
+
+    config = StudyConfig(space=get_space("normal"), study_dir=tmp_path / "s")
+    tracker = StudyTracker(config.tracking_uri, config)
+    params = {"batch_size": 8}
+    run_id = tracker.start_trial("aaaa0001", params)
+    for epoch, f1 in ((1, 0.4), (2, 0.6)):
+        epoch_result = {"epoch": epoch, "val_f1": f1, "train_batch_size": 8 * epoch}
+        tracker.log_result("aaaa0001", params, {**epoch_result, "peak_memory_bytes": 100})
+    # As `final_result` reports it: the last epoch's values again, with the test metrics and
+    # the whole run's peak memory.
+    last = {"epoch": 2, "val_f1": 0.6, "train_batch_size": 16, "peak_memory_bytes": 300}
+    tracker.log_result("aaaa0001", params, {**last, "test_s_f1": 0.5, "done": True})
+    client = tracker.client
+
+    def history(key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+    assert sorted(history("val_f1")) == [(1, 0.4), (2, 0.6)]
+    assert sorted(history("train_batch_size")) == [(1, 8.0), (2, 16.0)]
+    assert sorted(history("peak_memory_bytes")) == [(1, 100.0), (2, 100.0), (2, 300.0)]
+    assert history("test_s_f1") == [(2, 0.5)]
