@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,23 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "hcrl_sa").is_dir():
         pytest.skip(f"real CAN captures not found at {SHARED_DATA} (../shared/data is absent)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _frozen_heap() -> Iterator[None]:
+    """Freeze what the test process holds before each test, as `find_frontier` does around its
+    searches; a test's own objects are collected as usual.
+
+    A collection walks every object the collector tracks, and a long test session holds
+    millions. Lightning collects before every probed batch size and `release_memory` before and
+    after every budget, so in the whole suite the tests of the tuner's search took four times as
+    long as alone (the binsearch tolerance test: 45 s against 11 s; 0.6 s frozen).
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)

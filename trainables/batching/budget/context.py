@@ -124,6 +124,8 @@ def memory_budget(
         budget_bytes = default_budget_bytes(device, num_concurrent_trials=num_concurrent_trials)
     elif device.type == "cpu":
         check_cpu_budget(budget_bytes, option="memory budget")
+    # Garbage of earlier work goes first: not into the baseline, and on CPU not counted by a
+    # rebase as heap the budget's own stage freed.
     release_memory()
     if device.type == "cuda":
         with cuda_budget(budget_bytes, device=device) as budget:

@@ -39,9 +39,6 @@ def cpu_budget(
     sampler = PeakMemorySampler("VmData", interval_s=sample_interval_s)
     budget: MemoryBudget | None = None
     try:
-        # Garbage of earlier work is freed first, so that a rebase does not count it as freed by
-        # the stage inside the budget.
-        release_memory()
         # Measured after the sampler thread started, so its stack is not charged to the budget.
         baseline_bytes = process_memory_bytes("VmData")
         free_at_entry = heap_free_bytes()
