@@ -52,10 +52,15 @@ def cpu_budget(
             assert budget is not None
             release_memory()
             resource.setrlimit(resource.RLIMIT_DATA, previous)
-            # What the earlier stage freed and glibc keeps is room the next stage reuses without
-            # growing the data segment: it is the next stage's budget, not extra room beside it.
-            freed_in_heap = max(0, heap_free_bytes() - free_at_entry)
-            budget.baseline_bytes = process_memory_bytes("VmData") - freed_in_heap
+            # What the earlier stage grew the heap by and freed, glibc keeps: the next stage
+            # reuses it without growing the data segment, so it is counted in that stage's
+            # budget, not left as room beside it. Only what it grew the data segment by since
+            # entry: memory in use before the budget (earlier work, other threads) and freed
+            # since was never the budget's, and counting it put the limit below the segment.
+            in_use_bytes = process_memory_bytes("VmData")
+            grown_bytes = max(0, in_use_bytes - baseline_bytes)
+            freed_bytes = min(grown_bytes, max(0, heap_free_bytes() - free_at_entry))
+            budget.baseline_bytes = in_use_bytes - freed_bytes
             budget.limit_bytes = _limit_for(
                 budget_bytes, baseline_bytes=budget.baseline_bytes, previous=previous
             )

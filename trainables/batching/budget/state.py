@@ -61,10 +61,11 @@ class MemoryBudget:
 
         For a stage that follows another in the same process, such as training after the
         batch-size tuner: what the earlier stage still holds is not charged to the next. On CPU,
-        what it freed but glibc keeps in its heaps (`heap_free_bytes` grown since entry) is
-        counted as the next stage's, not given to it beside the budget: the next stage reuses
-        those bytes without growing the data segment, so the limit would not see them, and the
-        stage runs under the same budget as a fresh process. On CUDA, freed memory goes back
+        what it grew the heap by and freed, which glibc keeps (`heap_free_bytes` grown since
+        entry, at most the data segment's growth), is counted as the next stage's, not given to
+        it beside the budget: the next stage reuses those bytes without growing the data
+        segment, so the limit would not see them, and the stage runs under the same budget as a
+        fresh process. On CUDA, freed memory goes back
         with `empty_cache`, so only the peak starts afresh.
         """
         if self._rebase is not None:

@@ -76,6 +76,38 @@ _HEAP_HOLES_SCRIPT = textwrap.dedent(
 )
 
 
+# Heap blocks in use before a 32 MiB budget, freed inside it: the heap then holds 64 MiB free
+# that the budget's stage never grew it by.
+_FREED_FROM_BEFORE_SCRIPT = textwrap.dedent(
+    """
+    import torch
+    from trainables.batching.budget import memory_budget
+    from trainables.batching.system_memory import fix_malloc_thresholds
+
+    KiB, MiB = 1 << 10, 1 << 20
+    fix_malloc_thresholds()
+    blocks, kept = [], []
+    for _ in range(1024):
+        blocks.append(torch.empty(64 * KiB, dtype=torch.uint8))
+        kept.append(torch.empty(16 * KiB, dtype=torch.uint8))
+    with memory_budget(32 * MiB, device=torch.device("cpu")) as budget:
+        del blocks
+        budget.rebase()
+        grown = torch.ones(16 * MiB, dtype=torch.uint8)
+    print("fits")
+    """
+)
+
+
+def _run_script(script: str) -> str:
+    """`script`'s output, run in a fresh interpreter; it must succeed."""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=_REPO_ROOT
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
 def _run_fragmentation_script(threshold: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _FRAGMENTATION_SCRIPT, threshold],
@@ -174,18 +206,18 @@ def test_memory_budget_cpu_rebase_gives_the_next_stage_the_whole_budget_and_a_fr
 
 @needs_glibc
 def test_memory_budget_cpu_rebase_counts_the_heap_an_earlier_stage_freed_in_the_budget() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", _HEAP_HOLES_SCRIPT],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=_REPO_ROOT,
-    )
+    out = _run_script(_HEAP_HOLES_SCRIPT)
     # The next stage reuses holes without growing the data segment. With them left out of its
     # budget it got 131 MiB of its 96, and a training run after the tuner read a peak of a third
     # of what a fresh process at the same batch size read. Now the holes count in the budget: at
     # least the 32 MiB it may grow by, at most the 96 MiB budget.
-    assert 32 * MiB <= int(out.stdout) <= 96 * MiB
+    assert 32 * MiB <= int(out) <= 96 * MiB
+
+
+@needs_glibc
+def test_memory_budget_cpu_rebase_counts_only_what_the_budget_grew_the_heap_by() -> None:
+    # Counting all 64 MiB freed put the limit below the data segment in use: nothing fit.
+    assert _run_script(_FREED_FROM_BEFORE_SCRIPT) == "fits"
 
 
 @needs_glibc
