@@ -65,8 +65,8 @@ class MemoryBudget:
         entry, at most the data segment's growth), is counted as the next stage's, not given to
         it beside the budget: the next stage reuses those bytes without growing the data
         segment, so the limit would not see them, and the stage runs under the same budget as a
-        fresh process. On CUDA, freed memory goes back
-        with `empty_cache`, so only the peak starts afresh.
+        fresh process. On CUDA, freed memory goes back with `empty_cache`, so only the peak
+        starts afresh.
         """
         if self._rebase is not None:
             self._rebase()
