@@ -93,6 +93,11 @@ class LockedJsonFile:
         Raises:
             UserError: The file is not one of these files (names the file and how to fix it).
         """
+        entries: dict[str, Any] = self._read_document().get("entries", {})
+        return entries
+
+    def _read_document(self) -> dict[str, Any]:
+        """The whole file's object, `{}` for a missing file."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -123,12 +128,15 @@ class LockedJsonFile:
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(self.lock_path):
-            entries = self.read()
+            document = self._read_document()
+            entries = document.setdefault("entries", {})
             result = mutate(entries)
-            self._write(entries)
+            # Keys beside the entries (a note someone added, a newer writer's field) are kept.
+            self._write({**document, "format": self.format_name, "version": self._VERSION})
         return result
 
     def _parse(self, text: str) -> dict[str, Any]:
+        """The file's object, checked to be one of these files."""
         how_to_fix = f"move it away or delete it to start a new {self.format_name} file"
         try:
             data = json.loads(text)
@@ -147,11 +155,9 @@ class LockedJsonFile:
                 f"{self.path}: {self.format_name} file version {data.get('version')!r}, this"
                 f" code reads version {self._VERSION}; {how_to_fix}"
             )
-        entries: dict[str, Any] = data["entries"]
-        return entries
+        return data
 
-    def _write(self, entries: dict[str, Any]) -> None:
-        data = {"format": self.format_name, "version": self._VERSION, "entries": entries}
+    def _write(self, data: dict[str, Any]) -> None:
         fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(fd, "w") as handle:

@@ -33,6 +33,23 @@ def test_locked_json_file_update_writes_a_complete_file(tmp_path: Path) -> None:
     assert {path.name for path in store.path.parent.iterdir()} == {"store.json", "store.json.lock"}
 
 
+def test_locked_json_file_update_keeps_the_keys_beside_the_entries(tmp_path: Path) -> None:
+    # A note someone added to the file, or a field a newer writer keeps there, was dropped on
+    # the next update.
+    path = tmp_path / "store.json"
+    path.write_text(
+        json.dumps({"format": "demo", "version": 1, "entries": {"a": 1}, "note": "cluster A"})
+    )
+    LockedJsonFile(path, format_name="demo").update(lambda entries: entries.update(b=2))
+    data = json.loads(path.read_text())
+    assert data == {
+        "format": "demo",
+        "version": 1,
+        "entries": {"a": 1, "b": 2},
+        "note": "cluster A",
+    }
+
+
 def test_locked_json_file_update_writes_nothing_when_mutate_raises(tmp_path: Path) -> None:
     store = LockedJsonFile(tmp_path / "store.json", format_name="demo")
     store.update(lambda entries: entries.update(a=1))

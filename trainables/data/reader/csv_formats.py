@@ -24,7 +24,7 @@ from trainables.data.reader.columns import (
     to_bool,
     to_int,
 )
-from trainables.data.reader.rows import CTT_COLUMNS, Rows
+from trainables.data.reader.rows import CTT_COLUMNS, Rows, check_unique_columns
 from trainables.errors import UserError
 
 __all__ = ["read_csv"]
@@ -54,6 +54,7 @@ def read_csv(path: Path) -> Rows:
                 f"{path}: line 1: missing column(s) {', '.join(missing)} "
                 f"(expected header {','.join(CTT_COLUMNS)}, got {header!r})"
             )
+        check_unique_columns(path, fields, where="line 1: ")
         return _read_ctt_csv(path, fields)
     if _looks_like_hcrl(fields):
         has_header = not _is_float(fields[0])

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainables.data.reader.columns import parse_common, parse_payload_hex, to_bool
-from trainables.data.reader.rows import CTT_COLUMNS, Rows
+from trainables.data.reader.rows import CTT_COLUMNS, Rows, check_unique_columns
 from trainables.errors import UserError
 
 __all__ = ["read_parquet"]
@@ -22,6 +22,7 @@ def read_parquet(path: Path) -> Rows:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as err:
         raise UserError(f"{path}: cannot read parquet ({str(err).splitlines()[0]})") from None
+    check_unique_columns(path, table.column_names)
     names = {n.lower(): n for n in table.column_names}
     missing = [c for c in CTT_COLUMNS if c not in names]
     if missing:
@@ -50,6 +51,14 @@ def read_parquet(path: Path) -> Rows:
     else:
         parse_common(rows, stamps, _text(can_id, names["arbitration_id"], path))
     payload = col["data_field"]
+    kind = payload.type.value_type if pa.types.is_dictionary(payload.type) else payload.type
+    if _numeric(kind) or pa.types.is_boolean(kind):
+        # A number has no byte length (00FF and FF are different payloads), and its decimal
+        # digits were read as hex: 1234 became the bytes 12 34.
+        raise UserError(
+            f"{path}: column {names['data_field']} has type {kind}; expected the "
+            "payload as hex text (e.g. '7F846900') or as bytes"
+        )
     if _binary(payload.type) and not _all_hex_text(payload):
         payload = _hex_of_bytes(payload)  # raw payload bytes, not their hex digits
     parse_payload_hex(rows, _text(payload, names["data_field"], path))

@@ -13,11 +13,24 @@ import pyarrow as pa
 from trainables.data.capture import MAX_PAYLOAD_BYTES, Capture
 from trainables.errors import UserError
 
-__all__ = ["CTT_COLUMNS", "BadRowPolicy", "Rows"]
+__all__ = ["CTT_COLUMNS", "BadRowPolicy", "Rows", "check_unique_columns"]
 
 BadRowPolicy = Literal["error", "skip"]
 # The can-train-and-test columns, in CSV and parquet files alike.
 CTT_COLUMNS = ("timestamp", "arbitration_id", "data_field", "attack")
+
+
+def check_unique_columns(path: Path, names: list[str], *, where: str = "") -> None:
+    """A column the reader uses given twice (names compared in any case) is an error: which
+    one holds the data cannot be told, and reading the first silently dropped the other."""
+    lowered = [name.strip().lower() for name in names]
+    for column in CTT_COLUMNS:
+        given = [name for name, low in zip(names, lowered, strict=True) if low == column]
+        if len(given) > 1:
+            raise UserError(
+                f"{path}: {where}column {column} appears {len(given)} times "
+                f"({', '.join(repr(name) for name in given)}); keep one"
+            )
 
 
 class Rows:

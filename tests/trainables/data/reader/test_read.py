@@ -202,6 +202,30 @@ def test_read_capture_missing_column_is_named(tmp_path: Path) -> None:
         read_capture(path)
 
 
+@pytest.mark.parametrize(
+    ("header", "named"),
+    [
+        ("timestamp,arbitration_id,data_field,attack,attack", "attack appears 2 times"),
+        ("Timestamp,arbitration_id,data_field,attack,timestamp", "'Timestamp', 'timestamp'"),
+    ],
+)
+def test_read_capture_csv_column_given_twice_is_named(
+    tmp_path: Path, header: str, named: str
+) -> None:
+    # The first was read and the second ignored: a file whose second attack column held the
+    # labels trained on all-normal ones.
+    path = write_csv(tmp_path / "d.csv", ["1.0,081,00,0,1"], header=header)
+    with pytest.raises(UserError, match=r"d\.csv: line 1: column .*" + re.escape(named)):
+        read_capture(path)
+
+
+def test_read_capture_parquet_column_given_twice_is_named(tmp_path: Path) -> None:
+    table = pa.table(_PARQUET_ROWS).append_column("Attack", pa.array([1, 1]))
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(UserError, match=r"d\.parquet: column attack appears 2 times"):
+        read_capture(tmp_path / "d.parquet")
+
+
 @pytest.mark.parametrize("content", [b"", b"\n\n"])
 def test_read_capture_empty_file(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "e.csv").write_bytes(content)
@@ -324,6 +348,12 @@ def test_parquet_columns_of_other_types_read_as_the_same_capture(
         ({"timestamp": pa.array([[1.0], [2.0]])}, "column timestamp has type list<"),
         ({"data_field": pa.array([{"a": 1}, {"a": 2}])}, "column data_field has type struct<"),
         ({"arbitration_id": pa.array([b"\xff", b"\x01"])}, "arbitration_id holds bytes that"),
+        # Numbers have no byte length, and 1234 was read as the hex bytes 12 34.
+        ({"data_field": pa.array([1234, 255])}, "column data_field has type int64; expected"),
+        (
+            {"data_field": pa.array([1.0, 2.0]).dictionary_encode()},
+            "column data_field has type double; expected",
+        ),
     ],
 )
 def test_parquet_columns_of_types_that_cannot_be_read_are_named(
