@@ -23,7 +23,7 @@ from trainables.batching.frontier import (
 )
 from trainables.batching.heaviest import HeaviestWindows, largest_first
 from trainables.batching.sizes import format_size
-from trainables.batching.tuner import PROBE_VERSION, find_frontier
+from trainables.batching.tuner import PROBE_VERSION, find_frontier, warm_up
 from trainables.data.datamodule import CANGraphDataModule
 from trainables.data.graphs import GraphArrays
 from trainables.training.config import TrainConfig
@@ -83,12 +83,25 @@ def tuned_frontier(
     frontier = memo.get_or_compute(key, compute)
     if not computed:
         # Milliseconds, or the wait for another run that was computing the same key.
+        waited = time.perf_counter() - start
+        warm = ""
+        if device.type == "cpu":
+            # The tuner's process trains after its steps; this one trains as it would (see
+            # `warm_up`), so the maximum holds here as it held there.
+            seconds = warm_up(
+                make_module,
+                train_probe,
+                eval_probe_set(datamodule),
+                settings=config.batching.tuner,
+            )
+            warm = f", warmed up in {seconds:.2f} s"
         logger.info(
-            "tuner: frontier memo hit (%s) in %.2f s: max train batch %d, max eval batch %d",
+            "tuner: frontier memo hit (%s) in %.2f s: max train batch %d, max eval batch %d%s",
             memo.path,
-            time.perf_counter() - start,
+            waited,
             frontier.train_max,
             frontier.eval_max,
+            warm,
         )
     return frontier, not computed
 

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -218,12 +219,18 @@ def test_tuned_run_applies_the_factor_exactly_once(tmp_path: Path, source: Graph
     assert 0 <= result.peak_memory_bytes <= result.memory_budget_bytes
 
 
-def test_tuned_run_memo_skips_the_tuner(tmp_path: Path, source: GraphSource) -> None:
+def test_tuned_run_memo_skips_the_tuner(
+    tmp_path: Path, source: GraphSource, caplog: pytest.LogCaptureFixture
+) -> None:
     first = run_training(tuned(source, tmp_path, memory_budget=64 << 20))
-    second = run_training(
-        tuned(source, tmp_path, memory_budget=64 << 20, safety_factor=0.7, eval_multiplier=1.0)
-    )
+    with caplog.at_level(logging.INFO, logger="trainables.train"):
+        second = run_training(
+            tuned(source, tmp_path, memory_budget=64 << 20, safety_factor=0.7, eval_multiplier=1.0)
+        )
     assert not first.memo_hit and second.memo_hit
+    # Before training, as the tuner's process has (`warm_up`), in the memo hit's one line.
+    (hit,) = [r.getMessage() for r in caplog.records if "frontier memo hit" in r.getMessage()]
+    assert re.search(r"max eval batch \d+, warmed up in \d+\.\d\d s$", hit), hit
     assert second.tuned_max_batch_size == first.tuned_max_batch_size
     assert second.tuner_seconds < 0.5
     assert second.tuned_max_eval_batch_size is not None and second.train_batch_size is not None

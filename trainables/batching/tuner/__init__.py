@@ -40,7 +40,12 @@ out-of-memory error inside Lightning's loop), `training_state` (what each probed
 beside it).
 """
 
-from trainables.batching.tuner.probe import PROBE_VERSION, find_frontier, probe_max_batch_size
+from trainables.batching.tuner.probe import (
+    PROBE_VERSION,
+    find_frontier,
+    probe_max_batch_size,
+    warm_up,
+)
 from trainables.batching.tuner.search import quiet_trainer
 from trainables.batching.tuner.settings import TunerMode, TunerSettings
 from trainables.batching.tuner.training_state import TrainingState
@@ -53,4 +58,5 @@ __all__ = [
     "find_frontier",
     "probe_max_batch_size",
     "quiet_trainer",
+    "warm_up",
 ]

@@ -16,12 +16,12 @@ from trainables.batching.frontier import Frontier
 from trainables.batching.heaviest import WorstBatches
 from trainables.batching.oom import release_memory
 from trainables.batching.step_memory import StepMemory
-from trainables.batching.tuner.search import Search
+from trainables.batching.tuner.search import Search, run_once
 from trainables.batching.tuner.settings import TunerSettings
 from trainables.data.dataset import CANGraphDataset
 from trainables.errors import UserError
 
-__all__ = ["PROBE_VERSION", "find_frontier", "probe_max_batch_size"]
+__all__ = ["PROBE_VERSION", "find_frontier", "probe_max_batch_size", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +127,50 @@ def find_frontier(
         time.perf_counter() - start,
     )
     return Frontier(train_max, eval_max)
+
+
+def warm_up(
+    make_module: Callable[[], pl.LightningModule],
+    train_probe: WorstBatches | CANGraphDataset,
+    eval_probe: CANGraphDataset,
+    *,
+    settings: TunerSettings,
+) -> float:
+    """What the tuner's first steps leave in a process, without its search: one training step
+    and one evaluation step of the smallest batch its search starts from. Returns the seconds.
+
+    A process's first training and evaluation steps allocate what stays for its life (modules
+    Lightning and PyTorch import on first use, their caches, the autograd engine's state). A
+    process that ran the tuner has paid for that before training: on CPU, the budget's rebase
+    after the tuner leaves it out of what training may use and of its peak. A process taking
+    the maximum from the frontier memo paid it inside training's budget: at 10 MiB, 1-2.5 MiB of
+    it, and peaks (which the adaptive factor store learns from) read that much higher than in
+    the tuner's process at the same size. Running these two steps before the rebase makes a
+    memo hit train under the budget the tuner's process trains under.
+    """
+    start = time.perf_counter()
+    gc.freeze()  # as in `find_frontier`: Lightning collects garbage around its steps
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="batch-warm-up-") as root,
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", UserWarning)  # as in `probe_max_batch_size`
+            for probe, for_eval in ((train_probe, False), (eval_probe, True)):
+                if len(probe) == 0:
+                    continue
+                module = make_module()
+                run_once(
+                    module,
+                    probe,
+                    min(settings.init_val, len(probe)),
+                    for_eval=for_eval,
+                    settings=settings,
+                    root=root,
+                )
+                module.trainer = None  # type: ignore[assignment]
+                del module
+        release_memory()
+    finally:
+        gc.unfreeze()
+    return time.perf_counter() - start
