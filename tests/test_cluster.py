@@ -8,8 +8,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -364,6 +366,11 @@ elif [[ $1 == - ]]; then
   done
   echo "wait $2 $3" >> {log}
 elif [[ $1 == -m && $2 == hpo.run ]]; then
+  if [[ -n ${{FAKE_RUN_WAITS:-}} ]]; then  # until a signal, which it takes a moment to act on
+    trap 'sleep 0.5; echo "run got USR1" >> {log}; exit 130' USR1
+    echo "run waiting" >> {log}
+    for _ in $(seq 600); do sleep 0.1; done
+  fi
   {{ printf 'run RAY_ADDRESS=%s' "$RAY_ADDRESS"; printf ' %q' "${{@:3}}"; echo; }} >> {log}
   echo "$RAY_AUTH_MODE $RAY_AUTH_TOKEN $RAY_TMPDIR" >> {env_log}
   exit "${{FAKE_RUN_RC:-0}}"
@@ -469,6 +476,38 @@ def test_sbatch_exits_with_the_study_and_stops_ray(fake_slurm: Path) -> None:
     log = (fake_slurm / "log").read_text().splitlines()
     assert log.count("stopped") == 3
     assert "hpo.sbatch: stopping Ray" in result.stderr
+
+
+def test_sbatch_passes_usr1_to_the_study_and_stops_ray_after_it(fake_slurm: Path) -> None:
+    # SLURM's --signal=B:USR1@180 reaches the script before the time limit: the driver must
+    # get it (Ray Tune stops gently on SIGUSR1) and end before Ray is stopped under it.
+    slurm = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "node[1-3]", "HPO_RAY_WAIT_S": "20"}
+    env = _clean_env(
+        fake_slurm, HPO_PYTHON=str(fake_slurm / "python"), FAKE_RUN_WAITS="1", **slurm
+    )
+    job = subprocess.Popen(
+        ["bash", str(SLURM / "hpo.sbatch"), "--space", "kd"],
+        cwd=fake_slurm,
+        env={**env, "HOME": str(fake_slurm)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log_path = fake_slurm / "log"
+    try:
+        deadline = time.monotonic() + 30
+        while "run waiting" not in (log_path.read_text() if log_path.exists() else ""):
+            assert time.monotonic() < deadline and job.poll() is None, "the study never started"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGUSR1)
+        _, stderr = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, stderr
+    assert "SIGUSR1: passed on to the study's driver" in stderr
+    log = log_path.read_text().splitlines()
+    assert log.index("run got USR1") < log.index("stopped")
+    assert log.count("stopped") == 3
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -69,6 +70,8 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
 
         init_ray(config.address, dashboard_host=config.dashboard_host)
         started_ray = True
+    # After Ray's start: its driver installs a handler that aborts on SIGTERM.
+    previous_handlers = _stop_on_signals()
     try:
         _check_resources(config)
         _claim(config, resume=resume)
@@ -100,6 +103,9 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
         with contextlib.redirect_stdout(sys.stderr):
             results = tuner.fit()
     finally:
+        for signum, handler in previous_handlers.items():
+            # None: set outside Python (Ray's abort on SIGTERM), which cannot be put back.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if started_ray:
             ray.shutdown()
     from hpo.summary import fail_orphaned_trials, summarise
@@ -119,6 +125,34 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
     summary["mlflow"]["registered_model"] = registered
     write_json(paths.summary, summary)
     return summary
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Make SIGTERM and SIGUSR1 stop the study as Ctrl-C does; returns the handlers they
+    replaced, to restore (none where they cannot be set: not the main thread).
+
+    SLURM sends SIGTERM at a job's time limit, on `scancel` and on preemption (SIGKILL follows
+    after its KillWait, 30 s by default), and `hpo.sbatch` passes on the SIGUSR1 it asks for
+    before the limit. Ray's driver aborted on SIGTERM: no last experiment state, no summary,
+    MLflow runs left running; SIGUSR1 killed the driver before Ray Tune ran. Ray Tune stops
+    gently on SIGUSR1 as on SIGINT: while it runs, its handler is called; before, the stop is a
+    KeyboardInterrupt (exit 130), as Ctrl-C's is.
+    """
+
+    def stop(signum: int, frame: Any) -> None:
+        logger.warning(
+            "%s received (a time limit, scancel or preemption): stopping the study as Ctrl-C does",
+            signal.Signals(signum).name,
+        )
+        tune_stop = signal.getsignal(signal.SIGUSR1)
+        if tune_stop is stop or not callable(tune_stop):
+            raise KeyboardInterrupt
+        tune_stop(signal.SIGUSR1, frame)
+
+    try:
+        return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGUSR1)}
+    except ValueError:  # not the main thread
+        return {}
 
 
 def _claim(config: StudyConfig, *, resume: bool) -> None:

@@ -170,6 +170,42 @@ def test_killed_driver_resumes_to_exactly_the_requested_trials(tmp_path: Path) -
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
 
 
+def test_sigterm_stops_the_study_as_ctrl_c_does(tmp_path: Path) -> None:
+    # SLURM's time limit, scancel and preemption send SIGTERM. Ray's driver aborted on it
+    # (rc 134): no summary, no last experiment state, MLflow runs left running.
+    studies = tmp_path / "studies"
+    study = studies / "termed"
+    env = {**os.environ, "BATCH_HPO_CACHE": str(tmp_path / "cache")}
+    args = ["--space", "normal", "--study-dir", str(studies), "--study-name", "termed"]
+    with (tmp_path / "driver.log").open("w") as log:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "hpo.run", *args, "--smoke-test", "--epochs", "1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while _complete_trials(study / "optuna.db") < 1:
+                assert time.monotonic() < deadline and driver.poll() is None, "no trial ended"
+                time.sleep(0.2)
+            driver.send_signal(signal.SIGTERM)  # the driver alone: Ray's processes live on
+            returncode = driver.wait(timeout=120)
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+    output = (tmp_path / "driver.log").read_text()
+    assert returncode == 130, output[-3000:]
+    assert "SIGTERM received" in output and "--study-name termed --resume" in output
+    summary = json.loads((study / "summary.json").read_text())
+    assert 1 <= summary["num_complete"] < 4
+    parent = MlflowClient(f"sqlite:///{studies / 'mlflow.db'}").get_run(
+        summary["mlflow"]["parent_run_id"]
+    )
+    assert parent.info.status == "KILLED"
+
+
 def test_factor_store_option_is_resolved_into_the_study_and_kept_on_resume(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
