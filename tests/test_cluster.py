@@ -478,6 +478,27 @@ def test_sbatch_exits_with_the_study_and_stops_ray(fake_slurm: Path) -> None:
     assert "hpo.sbatch: stopping Ray" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "restarts", "resumed"),
+    [
+        (["--study-name", "s"], "1", True),
+        (["--study-name", "s", "--resume"], "2", True),  # not given twice
+        (["--study-name", "s"], "0", False),
+    ],
+)
+def test_sbatch_continues_the_study_of_a_requeued_job(
+    fake_slurm: Path, args: list[str], restarts: str, resumed: bool
+) -> None:
+    # A requeued job runs with its first command line, whose study exists by then: without
+    # --resume it exited 2 ("already holds a study").
+    result = _sbatch(fake_slurm, "--space", "kd", *args, SLURM_RESTART_COUNT=restarts)
+
+    assert result.returncode == 0, result.stderr
+    (run,) = [line for line in (fake_slurm / "log").read_text().splitlines() if line[:4] == "run "]
+    assert run.split(" ").count("--resume") == int(resumed)
+    assert ("the study continues (--resume)" in result.stderr) == (resumed and restarts == "1")
+
+
 def test_sbatch_passes_usr1_to_the_study_and_stops_ray_after_it(fake_slurm: Path) -> None:
     # SLURM's --signal=B:USR1@180 reaches the script before the time limit: the driver must
     # get it (Ray Tune stops gently on SIGUSR1) and end before Ray is stopped under it.
