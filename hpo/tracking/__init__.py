@@ -14,7 +14,8 @@ Layout (what `hpo.report` reads back):
   `stopped-early`, `failed`), `oom` (`true`/`false`), `oom_stage` (empty when none); params:
   every searched and fixed value plus `applied_train_batch_size`, `eval_batch_size`,
   `tuned_max_batch_size`; metrics per epoch (step = epoch): `train_loss`, the `val_*` values,
-  `train_batch_size`, `graphs_per_second`, `peak_memory_bytes`; artifacts: `config.json`,
+  `train_batch_size`, `graphs_per_second`, `peak_memory_bytes`, each once per step (the first
+  value, across `--resume`s); artifacts: `config.json`,
   `metrics.json` and `model/` (`model.pt` and its `config.json`);
 - the best trial's `model/` registered as `<space>-<dataset>`, one new version per study.
 """

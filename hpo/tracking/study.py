@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
+from hpo.searcher import OOM_STAGE_KEY, TRAINED_KEY, end_state, is_oom_result
 from hpo.summary import finite
 from hpo.tracking.store import artifact_location, client, experiment_name, quiet_mlflow
 
@@ -26,6 +26,8 @@ __all__ = ["MlflowTrialLogger", "StudyTracker"]
 logger = logging.getLogger("hpo.run")
 
 _EPOCH_METRICS = ("train_batch_size", "graphs_per_second", "peak_memory_bytes", "epoch_seconds")
+# An epoch's result has the run's peak memory so far; a trial's last one, the whole run's.
+_PEAK = "peak_memory_bytes"
 _APPLIED = ("applied_train_batch_size", "eval_batch_size", "tuned_max_batch_size")
 
 
@@ -73,8 +75,11 @@ class StudyTracker:
             else str(config.memory_budget),
         }
         self._trial_runs: dict[str, str] = {}
-        # Per trial, the step and value each metric was last logged at.
-        self._logged: dict[str, dict[str, tuple[int, float]]] = {}
+        # Per trial, the values logged at each (metric, step): `log_result` logs each once.
+        self._logged: dict[str, dict[tuple[str, int], list[float]]] = {}
+        # The metrics of runs an earlier driver wrote, per trial: read back on the trial's first
+        # result in this driver (`_logged_metrics`), not for every trial of the study up front.
+        self._earlier_metrics: dict[str, list[str]] = {}
         parent = self._find_runs(
             f"tags.`hpo.study` = '{config.name}' and tags.`hpo.role` = 'study'"
         )
@@ -85,7 +90,9 @@ class StudyTracker:
             self.study_tags["memory_budget"] = budget or self.study_tags["memory_budget"]
             self.client.update_run(self.parent_id, status=RunStatus.to_string(RunStatus.RUNNING))
             for run in self._find_runs(f"tags.`mlflow.parentRunId` = '{self.parent_id}'"):
-                self._trial_runs[run.data.tags["hpo.trial_id"]] = run.info.run_id
+                trial_id = run.data.tags["hpo.trial_id"]
+                self._trial_runs[trial_id] = run.info.run_id
+                self._earlier_metrics[trial_id] = list(run.data.metrics)
             return
         run = self.client.create_run(
             self.experiment_id,
@@ -170,8 +177,15 @@ class StudyTracker:
     def log_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
         """One reported result: an epoch's metrics (step = epoch), or a trial's last one.
 
+        Each metric is logged once per step of a trial's run, by whichever driver reports it:
+        a trial Ray runs again after `--resume` reports its epochs again (with new values when
+        it trains again from the start, the same ones when its finished run is read back), and
+        the first value logged stays, as Optuna keeps a step's first intermediate value
+        (`OOMAwareOptunaSearch.on_trial_result`), so the run's curve and the sampler's agree.
+
         A trial's last result repeats its last epoch's metrics at the same step: those are not
-        logged twice, only what it adds (test metrics, the whole run's peak memory).
+        logged twice, only what it adds (test metrics, and once the whole run's peak memory,
+        beside the last epoch's peak when they differ).
         """
         from mlflow.entities import Metric
 
@@ -180,16 +194,33 @@ class StudyTracker:
         run_id = self._trial_runs.get(trial_id) or self.start_trial(trial_id, config)
         step = int(result.get("epoch") or 0)
         now = int(time.time() * 1000)
-        logged = self._logged.setdefault(trial_id, {})
+        logged = self._logged_metrics(trial_id, run_id)
+        # `final_result` marks a trial's last result both ways.
+        last = result.get(TRAINED_KEY) is True or result.get("done") is True
         metrics = []
         for key, value in result.items():
             number = finite(value)
             wanted = key.startswith(("train_", "val_", "test_")) or key in _EPOCH_METRICS
-            if number is not None and wanted and logged.get(key) != (step, number):
+            if number is None or not wanted:
+                continue
+            values = logged.get((key, step), [])
+            whole_run_peak = last and key == _PEAK and len(values) == 1
+            if not values or (whole_run_peak and number not in values):
                 metrics.append(Metric(key, number, now, step))
-                logged[key] = (step, number)
+                logged[(key, step)] = [*values, number]
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
+
+    def _logged_metrics(self, trial_id: str, run_id: str) -> dict[tuple[str, int], list[float]]:
+        """The values the trial's run holds per (metric, step): what this driver logged, and on
+        the trial's first result here, what an earlier driver had (one query per metric)."""
+        logged = self._logged.get(trial_id)
+        if logged is None:
+            logged = self._logged[trial_id] = {}
+            for key in self._earlier_metrics.pop(trial_id, []):
+                for metric in self.client.get_metric_history(run_id, key):
+                    logged.setdefault((key, metric.step), []).append(metric.value)
+        return logged
 
     def end_trial(
         self, trial_id: str, config: dict[str, Any], result: dict[str, Any] | None, *, error: bool

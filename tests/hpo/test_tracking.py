@@ -284,3 +284,55 @@ def test_a_trials_last_result_logs_only_what_its_last_epoch_did_not(tmp_path: Pa
     assert sorted(history("train_batch_size")) == [(1, 8.0), (2, 16.0)]
     assert sorted(history("peak_memory_bytes")) == [(1, 100.0), (2, 100.0), (2, 300.0)]
     assert history("test_s_f1") == [(2, 0.5)]
+
+
+def test_a_trial_run_again_by_resumed_drivers_logs_each_metric_once_per_step(
+    tmp_path: Path,
+) -> None:
+    from hpo.tracking import StudyTracker
+
+    config = StudyConfig(space=get_space("normal"), study_dir=tmp_path / "s")
+    params = {"batch_size": 8}
+
+    def epoch(number: int, f1: float) -> dict[str, object]:
+        return {
+            "epoch": number,
+            "val_f1": f1,
+            "train_batch_size": 8,
+            "peak_memory_bytes": 100,
+            "trained_to_end": False,
+        }
+
+    first = StudyTracker(config.tracking_uri, config)
+    run_id = first.start_trial("aaaa0001", params)
+    for number, f1 in ((1, 0.4), (2, 0.5)):
+        first.log_result("aaaa0001", params, epoch(number, f1))
+    # Ctrl-C in epoch 3; `--resume` (a new driver, a new tracker) trains the trial again from
+    # its start, to other values, as MlflowTrialLogger reports it.
+    second = StudyTracker(config.tracking_uri, config, resume=True)
+    assert second.start_trial("aaaa0001", params) == run_id
+    for number, f1 in ((1, 0.45), (2, 0.55), (3, 0.7)):
+        second.log_result("aaaa0001", params, epoch(number, f1))
+    last = {
+        **epoch(3, 0.7),
+        "peak_memory_bytes": 300,
+        "test_s_f1": 0.6,
+        "trained_to_end": True,
+        "done": True,
+    }
+    second.log_result("aaaa0001", params, last)
+    # SIGKILL after the trial ended, before Ray saved that: the next driver reads the trial's
+    # run back and reports its last result again.
+    third = StudyTracker(config.tracking_uri, config, resume=True)
+    third.start_trial("aaaa0001", params)
+    third.log_result("aaaa0001", params, last)
+
+    def history(key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in first.client.get_metric_history(run_id, key))
+
+    # The first value of each step stays, as in Optuna's intermediate values.
+    assert history("val_f1") == [(1, 0.4), (2, 0.5), (3, 0.7)]
+    assert history("train_batch_size") == [(1, 8.0), (2, 8.0), (3, 8.0)]
+    assert history("test_s_f1") == [(3, 0.6)]
+    # The last epoch's peak so far, and the whole run's beside it.
+    assert history("peak_memory_bytes") == [(1, 100.0), (2, 100.0), (3, 100.0), (3, 300.0)]
