@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,12 +33,8 @@ __all__ = [
     "finite",
     "format_table",
     "summarise",
-    "trial_id_of",
     "trial_row",
 ]
-
-# Ray's trial ids are 8 hex digits; the folder's next part is the trial's index.
-_TRIAL_FOLDER = re.compile(r"_([0-9a-f]{8})_\d+(?:_|$)")
 
 
 def finite(value: Any) -> float | None:
@@ -82,28 +77,24 @@ def trial_row(
 
 
 def summarise(config: StudyConfig, results: ResultGrid) -> dict[str, Any]:
-    """The summary of a study from its Ray results (one row per Ray trial)."""
+    """The summary of a study from its Ray results (one row per Ray trial).
+
+    A row's id and config are its Ray trial's own, not its last result's (`Result.config`
+    is the result's "config"): a trial stopped before its first report on a reused worker has
+    as last result what the worker filled in when Ray handed it over, before resetting it to
+    the trial: the worker's previous trial's id and config, which its row showed.
+    """
     space = config.space
+    # `ResultGrid` makes its results from these trials, one each, in this order.
+    trials = results._experiment_analysis.trials
     rows = []
     for index in range(len(results)):
-        result = results[index]
-        trial_id = trial_id_of(result.path, result.metrics)
-        rows.append(trial_row(trial_id, result.config, result.metrics, result.error, space.metric))
+        result, trial = results[index], trials[index]
+        rows.append(
+            trial_row(trial.trial_id, trial.config, result.metrics, result.error, space.metric)
+        )
     rows.sort(key=lambda row: row["trial_id"])
     return build_summary(config, rows)
-
-
-def trial_id_of(path: str, metrics: dict[str, Any] | None) -> str:
-    """Ray's id of the trial whose folder is `path` (`<trainable>_<id>_<index>_<config>_<date>`).
-
-    Not the `trial_id` of its last result: a trial stopped before its first report on a reused
-    worker has the worker's previous trial's there, so two rows of the summary had one id.
-    """
-    name = Path(path).name
-    match = _TRIAL_FOLDER.search(name)
-    if match:
-        return match.group(1)
-    return str((metrics or {}).get("trial_id") or name)
 
 
 def build_summary(config: StudyConfig, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ray import tune
 from hpo.searcher import OOM_STAGES
 from hpo.study import StudyConfig, run_study
 from hpo.study.run import _driver_lock
-from hpo.summary import build_summary, format_table, trial_id_of, trial_row
+from hpo.summary import build_summary, format_table, summarise, trial_row
 from search_spaces import get_space
 from search_spaces.ranges import IntRange
 from trainables.batching.adaptive_factor import SafetyFactorKey, SafetyFactorStore
@@ -404,17 +405,13 @@ def test_a_new_study_refused_for_its_resources_leaves_no_directory(
     assert not config.study_dir.exists()
 
 
-def test_a_trials_id_comes_from_its_ray_folder_not_its_last_result(
+def test_a_trials_id_is_its_ray_trials_and_names_its_folders(
     oom_study: tuple[StudyConfig, dict[str, Any]],
 ) -> None:
-    # A trial stopped before its first report on a reused worker carries the worker's previous
-    # trial's `trial_id` in its last result: two summary rows had one id.
-    folder = "train_trial_66e609db_3_batch_size=17,dataset=synthetic,epochs=2_2026-11-24_11-33-08"
-    assert trial_id_of(f"/s/ray/trials/{folder}", {"trial_id": "77c9794c"}) == "66e609db"
-    assert trial_id_of("/s/ray/trials/custom", {"trial_id": "77c9794c"}) == "77c9794c"
     config, summary = oom_study
     folders = sorted(p.name for p in config.paths.experiment.glob("train_trial_*") if p.is_dir())
-    assert len(folders) == len(summary["trials"])
+    ids = sorted(row["trial_id"] for row in summary["trials"])
+    assert sorted(folder.split("_")[2] for folder in folders) == ids  # train_trial_<id>_...
     for row in summary["trials"]:
         # The trainable names its run folder from Ray's context: trial-<id>-<time>-<random>.
         assert Path(row["run_dir"]).name.split("-")[1] == row["trial_id"]
@@ -469,3 +466,61 @@ def test_the_driver_lock_names_a_folder_it_cannot_make_and_warns_where_locks_fai
     with caplog.at_level(logging.WARNING, logger="hpo.run"), _driver_lock(config):
         assert config.paths.lock.is_file()
     assert "nothing stops a second driver on this study" in caplog.text
+
+
+class _StopOnceTold(tune.Stopper):
+    """Stops the experiment once the file `stop` exists, as Ctrl-C stops a study."""
+
+    def __init__(self, stop: Path) -> None:
+        self.stop = stop
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.stop.exists()
+
+
+def _report_then_stop_the_study(config: dict[str, Any]) -> None:
+    """The first trial reports its end; its function ends when Ray resets its worker for the
+    second trial (Ray waits for it), and then stops the study, before the second reports."""
+    if config["batch_size"] != FITS:
+        time.sleep(30)  # never reached: the study stops while Ray hands the worker over
+        return
+    try:
+        tune.report({"val_f1": 0.5, "epoch": 1, "done": True})
+    finally:  # Ray ends a reported trial's function with SystemExit in `report`
+        Path(config["stop"]).touch()
+        time.sleep(1)
+
+
+def test_a_trial_stopped_before_its_first_report_on_a_reused_worker_keeps_its_config(
+    ray_local: None, tmp_path: Path
+) -> None:
+    # The second trial's last result was what its worker filled in when Ray handed it over,
+    # before resetting it: the first trial's config (and id), which its summary row showed.
+    stop = tmp_path / "stop"
+    tuner = tune.Tuner(
+        _report_then_stop_the_study,
+        param_space={"batch_size": tune.choice([FITS, DOES_NOT_FIT]), "stop": str(stop)},
+        tune_config=tune.TuneConfig(
+            num_samples=2,
+            search_alg=tune.search.BasicVariantGenerator(
+                points_to_evaluate=[{"batch_size": FITS}, {"batch_size": DOES_NOT_FIT}],
+                max_concurrent=1,
+            ),
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name="stopped", storage_path=str(tmp_path / "ray"), stop=_StopOnceTold(stop), verbose=0
+        ),
+    )
+    results = tuner.fit()
+    summary = summarise(StudyConfig(space=get_space("normal"), study_dir=tmp_path / "s"), results)
+    rows = {row["config"].get("batch_size"): row for row in summary["trials"]}
+    assert sorted(rows) == [FITS, DOES_NOT_FIT]
+    assert (rows[FITS]["state"], rows[DOES_NOT_FIT]["state"]) == ("complete", "interrupted")
+    # Each row is its own trial's: the one that reported wrote its config beside its result.
+    assert rows[FITS]["trial_id"] != rows[DOES_NOT_FIT]["trial_id"]
+    [reported] = (tmp_path / "ray" / "stopped").glob(f"*_{rows[FITS]['trial_id']}_*/result.json")
+    assert json.loads(reported.read_text().splitlines()[-1])["config"]["batch_size"] == FITS
