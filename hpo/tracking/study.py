@@ -310,7 +310,12 @@ class StudyTracker:
         ]
         if summary.get("best_value") is not None:
             counts.append(Metric(f"best_{config.space.metric}", summary["best_value"], now, 0))
-        self.client.log_batch(self.parent_id, metrics=counts)
+        # A study resumed (and one resumed after it finished) logs a count again only where it
+        # changed: each resume of a finished study added the same values at step 0 again.
+        latest = self.client.get_run(self.parent_id).data.metrics
+        counts = [metric for metric in counts if latest.get(metric.key) != metric.value]
+        if counts:
+            self.client.log_batch(self.parent_id, metrics=counts)
         version = self._register_best(summary) if complete else None
         status = RunStatus.FINISHED if complete else RunStatus.KILLED
         self.client.set_terminated(self.parent_id, RunStatus.to_string(status))

@@ -259,6 +259,11 @@ def test_trial_runs_end_in_their_state_and_finishing_closes_only_those_still_ope
     counts = client.get_run(tracker.parent_id).data.metrics
     assert counts["num_trials"] == counts["num_stopped_early"] == 1
     assert counts["num_interrupted"] == 0
+    # A finished study resumed logs its counts again only where they changed.
+    StudyTracker(config.tracking_uri, config, resume=True).finish(
+        build_summary(config, rows), complete=True
+    )
+    assert len(client.get_metric_history(tracker.parent_id, "num_trials")) == 1
 
 
 def test_a_trials_last_result_logs_only_what_its_last_epoch_did_not(tmp_path: Path) -> None:
