@@ -35,6 +35,9 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     # Ray's newer console output prints a table per experiment even at verbose=0; the legacy
     # reporter is silent at 0.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Each trial's first report saves the experiment's state on purpose (`TrialReports`); Ray
+    # warns about saves closer than 5 s apart, which trials starting together make.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # An OOM trial without an earlier value reports the worst value (-inf) on purpose; Ray's
     # TensorBoard logger warns about each one.
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)

@@ -93,6 +93,9 @@ def ray_tuner(
             name=EXPERIMENT_NAME,
             storage_path=str(paths.ray_storage.resolve()),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            # With a number to keep, a trial's checkpoint makes Ray save the experiment's
+            # state at once: a trial's first report carries one (`TrialReports`).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[
                 StudyProgress(config.space.metric, config.space.epochs),
                 MlflowTrialLogger(config.tracking_uri, config),

@@ -5,6 +5,7 @@ a trial that ended before the study was interrupted (`finished_run`)."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,42 @@ from hpo.trainable.context import TrialContext
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
-__all__ = ["epoch_result", "final_result", "finished_run", "node_id", "reporter", "run_sizes"]
+__all__ = [
+    "TrialReports",
+    "epoch_result",
+    "final_result",
+    "finished_run",
+    "node_id",
+    "reporter",
+    "run_sizes",
+]
+
+
+class TrialReports:
+    """A trial's reports to Ray (`tune.report`); the first carries a marker checkpoint.
+
+    Ray saves the experiment's state (its trials, the searcher's) every 10 s at most. A trial
+    that started and finished between two saves was unknown to the state a killed driver left
+    (a SLURM job cut off): the resume ran its configuration again as a new trial, Optuna and
+    MLflow counted it twice, and the summary left the finished one out. A trial checkpoint makes
+    Ray save the state at the end of the step that receives it (the study keeps one checkpoint
+    a trial, `CheckpointConfig(num_to_keep=1)`, which is what asks for that), so a trial is in
+    the saved state from its first report on, and one that finished is read back on a resume
+    (`finished_run`). The checkpoint is a file naming the trial: nothing restores from it.
+    """
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+        self._marked = False
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        if self._marked:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="trial-marker-") as folder:
+            (Path(folder) / "trial.json").write_text(json.dumps({"trial_id": self.trial_id}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        self._marked = True
 
 
 def epoch_result(row: dict[str, float], metric: str) -> dict[str, Any]:
@@ -51,7 +87,7 @@ def epoch_result(row: dict[str, float], metric: str) -> dict[str, Any]:
     return result
 
 
-def reporter(context: TrialContext, run_dir: Path) -> pl.Callback:
+def reporter(context: TrialContext, run_dir: Path, report: TrialReports) -> pl.Callback:
     """A Lightning callback reporting each epoch to Ray (after validation, with the metric)."""
     import pytorch_lightning as pl
 
@@ -62,7 +98,7 @@ def reporter(context: TrialContext, run_dir: Path) -> pl.Callback:
             callbacks = trainer.callbacks  # type: ignore[attr-defined]
             history = next(c for c in callbacks if isinstance(c, EpochHistory))
             datamodule = trainer.datamodule  # type: ignore[attr-defined]
-            tune.report(
+            report(
                 {
                     **epoch_result(history.epochs[-1], context.metric),
                     **run_sizes(

@@ -13,7 +13,7 @@ from ray import tune
 from hpo.searcher import OOMStage, oom_result
 from hpo.trainable.config import train_config
 from hpo.trainable.context import TrialContext, TrialOutOfMemoryError
-from hpo.trainable.results import final_result, finished_run, node_id, reporter
+from hpo.trainable.results import TrialReports, final_result, finished_run, node_id, reporter
 
 __all__ = ["train_trial"]
 
@@ -33,6 +33,7 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
 
     config = train_config(params, context)
     trial_id = tune.get_context().get_trial_id() or "local"
+    report = TrialReports(trial_id)
     run = finished_run(context.runs_dir, trial_id)
     if run is not None:
         logger.info("trial %s finished before the study was interrupted: %s", trial_id, run)
@@ -40,21 +41,23 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
         run_dir = new_run_dir(context.runs_dir, f"trial-{trial_id}")
         handler = _log_to(run_dir / "train.log")
         try:
-            result = run_training(config, run_dir=run_dir, callbacks=[reporter(context, run_dir)])
+            result = run_training(
+                config, run_dir=run_dir, callbacks=[reporter(context, run_dir, report)]
+            )
         finally:
             logging.getLogger().removeHandler(handler)
             handler.close()
         run = {**result.to_json(), "history": result.history}
     if run["oom"]:
-        _report_oom(run, context)
+        _report_oom(run, context, report)
         return
     final = final_result(run)
     if context.metric not in final:
         raise RuntimeError(f"the run did not compute the study's metric {context.metric!r}")
-    tune.report({**final, "node_id": node_id()})
+    report({**final, "node_id": node_id()})
 
 
-def _report_oom(run: dict[str, Any], context: TrialContext) -> None:
+def _report_oom(run: dict[str, Any], context: TrialContext, report: TrialReports) -> None:
     stage: OOMStage = run.get("oom_stage") or "train"
     history = run["history"]
     sizes = run.get("batch_sizes_per_epoch") or []
@@ -66,7 +69,7 @@ def _report_oom(run: dict[str, Any], context: TrialContext) -> None:
     if context.oom_as_error:
         at = "" if tuner else f" at train batch size {tried}"
         raise TrialOutOfMemoryError(f"out of memory in stage {stage}{at}")
-    tune.report(
+    report(
         {
             **oom_result(
                 context.metric,
