@@ -115,6 +115,7 @@ class StudyConfig:
             ("--max-concurrent", self.max_concurrent, 1),
             ("--max-failures", self.max_failures, 0),
             ("--n-startup-trials", self.n_startup_trials, 0),
+            ("--seed", self.seed, 0),  # NumPy's and Lightning's seeds are unsigned
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise UserError(f"{option} must be an integer >= {minimum}, got {value!r}")

@@ -175,6 +175,8 @@ def test_study_config_round_trips_through_study_json(tmp_path: Path) -> None:
         ({"gpus_per_trial": -1}, "--gpus-per-trial must be >= 0"),
         ({"scheduler": "pbt"}, "--scheduler must be one of none, asha"),
         ({"memory_budget": 0}, "--memory-budget must be > 0"),
+        # A traceback from NumPy's split, in hpo.run and hpo.estimate alike.
+        ({"seed": -1}, "--seed must be an integer >= 0, got -1"),
     ],
 )
 def test_study_config_rejects_bad_settings(

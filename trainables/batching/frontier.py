@@ -172,7 +172,14 @@ class FrontierMemo:
         found = self.get(key)
         if found is not None:
             return found
-        self.locks_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.locks_dir.mkdir(parents=True, exist_ok=True)
+            (self.locks_dir / f"{_key_digest(key)}.lock").touch()
+        except OSError as err:  # a PermissionError traceback before
+            raise UserError(
+                f"{self.path}: cannot write the frontier memo beside it ({err.strerror}); give"
+                " --frontier-memo a file in a folder you can write"
+            ) from None
         with file_lock(self.locks_dir / f"{_key_digest(key)}.lock"):
             found = self.get(key)  # another trial may have computed it while this one waited
             if found is not None:

@@ -114,8 +114,19 @@ class GraphCache:
 
     def _save(self, key: str, entry: dict[str, np.ndarray]) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
+        except OSError as err:
+            # The graphs are built: the run goes on without caching them (a PermissionError
+            # traceback before, on a read-only or someone else's cache folder).
+            logger.warning(
+                "graph cache %s cannot be written (%s); graphs are built but not cached"
+                " (pass --no-cache, or --cache-dir a folder you can write)",
+                path.parent,
+                err.strerror or err,
+            )
+            return
         try:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, allow_pickle=False, **entry)

@@ -158,10 +158,16 @@ class TrainConfig:
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UserError(f"{option} must be an integer >= 1, got {value!r}")
-        if not self.learning_rate > 0:
-            raise UserError(f"--lr must be > 0, got {self.learning_rate}")
-        if not self.kd_temperature > 0:
-            raise UserError(f"--kd-temperature must be > 0, got {self.kd_temperature}")
+        # Finite too: at --lr inf a run trained to NaN losses, saved its model and exited 0.
+        if not 0 < self.learning_rate < math.inf:
+            raise UserError(f"--lr must be a finite number > 0, got {self.learning_rate}")
+        if not 0 < self.kd_temperature < math.inf:
+            raise UserError(
+                f"--kd-temperature must be a finite number > 0, got {self.kd_temperature}"
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            # Lightning's and NumPy's seeds are unsigned: -1 was a ValueError traceback.
+            raise UserError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise UserError(f"--kd-alpha must be in [0, 1], got {self.kd_alpha}")
 
@@ -183,7 +189,6 @@ class TrainConfig:
         config_file = path / "config.json" if path.is_dir() else path
         try:
             saved: Mapping[str, Any] = json.loads(config_file.read_text())
-            source = saved["source"]
             sizes: list[int] = saved["batch_sizes_per_epoch"] or [saved["train_batch_size"]]
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise UserError(f"--config {path}: not a run's config.json ({err})") from None
@@ -192,13 +197,34 @@ class TrainConfig:
                 f"--config {path}: that run ran out of memory in the tuner, before any batch size"
                 " was applied: there is no run to repeat"
             )
-        schedule = schedule_from_dict(saved["batching"]["schedule"], option="--config schedule")
-        changes = [(e, s) for e, s in enumerate(sizes) if e > 0 and s != sizes[e - 1]]
-        used: BatchSizeSchedule = ConstantSchedule(lr_scaling=schedule.lr_scaling)
-        if changes:
-            used = PiecewiseSchedule(
-                milestones=tuple(changes), cap_at_tuned_max=False, lr_scaling=schedule.lr_scaling
+        try:
+            schedule = schedule_from_dict(
+                saved["batching"]["schedule"], option="--config schedule"
             )
+            changes = [(e, s) for e, s in enumerate(sizes) if e > 0 and s != sizes[e - 1]]
+            used: BatchSizeSchedule = ConstantSchedule(lr_scaling=schedule.lr_scaling)
+            if changes:
+                used = PiecewiseSchedule(
+                    milestones=tuple(changes),
+                    cap_at_tuned_max=False,
+                    lr_scaling=schedule.lr_scaling,
+                )
+            return cls._from_saved(saved, sizes, used, out_dir)
+        except (KeyError, TypeError, AttributeError) as err:
+            # A field missing or of the wrong type (a hand-edited or another tool's file).
+            raise UserError(
+                f"--config {path}: not a run's config.json ({type(err).__name__}: {err})"
+            ) from None
+
+    @classmethod
+    def _from_saved(
+        cls,
+        saved: Mapping[str, Any],
+        sizes: list[int],
+        used: BatchSizeSchedule,
+        out_dir: Path | None,
+    ) -> TrainConfig:
+        source = saved["source"]
         prerequisites = saved.get("prerequisites", {})
         return cls(
             mode=saved["mode"],

@@ -68,14 +68,19 @@ _UNCAPPED = 1 << 30
 
 def new_run_dir(out_dir: Path, name: str) -> Path:
     """A fresh directory `<out_dir>/<name>-<UTC time>-<random>`; never an existing one."""
-    for folder in (Path(out_dir), *Path(out_dir).parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise UserError(f"--out {out_dir}: {folder} is a file, not a folder")
-            break
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run_dir = Path(out_dir) / f"{name}-{stamp}-{secrets.token_hex(3)}"
-    run_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        for folder in (Path(out_dir), *Path(out_dir).parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise UserError(f"--out {out_dir}: {folder} is a file, not a folder")
+                break
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as err:  # read-only, someone else's, a name too long: a traceback before
+        raise UserError(
+            f"--out {out_dir}: cannot make a run folder there ({err.strerror})"
+        ) from None
     return run_dir
 
 

@@ -155,3 +155,22 @@ def test_frontier_memo_get_or_compute_does_not_serialise_different_keys(tmp_path
 
 def test_frontier_docstring_examples_run() -> None:
     assert doctest.testmod(frontier).failed == 0
+
+
+def test_frontier_memo_that_cannot_be_written_is_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A PermissionError traceback from the lock folder, in the middle of a run. Root can write
+    # any folder here: the refusal is what cannot exist, so it is the one thing patched.
+    memo = FrontierMemo(tmp_path / "memo.json")
+    real_mkdir = Path.mkdir
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> None:
+        if self == memo.locks_dir:
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    key = FrontierKey("gat", "hcrl", "cpu", 2**30, "32-true")
+    with pytest.raises(UserError, match=r"memo.json: cannot write the frontier memo beside it"):
+        memo.get_or_compute(key, lambda: pytest.fail("computed without a memo to keep it"))

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.trainables.data.test_graphs import random_capture
 from trainables.data.cache import GraphCache, file_signature
@@ -61,3 +63,25 @@ def test_graph_cache_round_trips_arrays(tmp_path: Path) -> None:
     cache.save_array("ids", np.array([3, 1, 2]))
     loaded = cache.load_array("ids")
     assert loaded is not None and loaded.tolist() == [3, 1, 2]
+
+
+def test_graph_cache_that_cannot_be_written_warns_and_the_run_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read-only or someone else's cache folder was a PermissionError traceback. Root can
+    # write any folder here: the refusal is what cannot exist, so it is the one thing patched.
+    cache = GraphCache(tmp_path / "cache")
+    real_mkdir = Path.mkdir
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> None:
+        if self.is_relative_to(cache.root):
+            raise PermissionError(13, "Permission denied", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    key = cache.key(kind="demo")
+    with caplog.at_level(logging.WARNING, logger="trainables.data.cache"):
+        cache.save_array(key, np.arange(3))
+    assert cache.load_array(key) is None
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "cannot be written (Permission denied); graphs are built but not cached" in message

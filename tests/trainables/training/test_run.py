@@ -19,6 +19,7 @@ from trainables.data.source import GraphSource
 from trainables.errors import UserError
 from trainables.models import GATClassifier, GATConfig, load_weights
 from trainables.training import BatchTuning, TrainConfig, run_training
+from trainables.training.run import new_run_dir
 
 
 @pytest.fixture
@@ -179,13 +180,26 @@ def test_run_training_needs_graphs_its_mode_trains_on(
         ({"mode": "kd", "size": "teacher"}, "--mode kd trains a student"),
         ({"mode": "normal", "batch_size": 0}, "--batch-size must be an integer >= 1, got 0"),
         ({"mode": "normal", "epochs": 0}, "--epochs must be an integer >= 1, got 0"),
-        ({"mode": "normal", "learning_rate": 0.0}, "--lr must be > 0"),
+        ({"mode": "normal", "learning_rate": 0.0}, "--lr must be a finite number > 0"),
+        # Trained to NaN losses, saved its model and exited 0.
+        ({"mode": "normal", "learning_rate": math.inf}, "--lr must be a finite number > 0"),
+        ({"mode": "kd", "kd_temperature": math.inf}, "--kd-temperature must be a finite"),
+        # A ValueError traceback from Lightning's seed_everything.
+        ({"mode": "normal", "seed": -1}, "--seed must be an integer >= 0, got -1"),
         ({"mode": "kd", "kd_alpha": 1.5}, r"--kd-alpha must be in \[0, 1\]"),
     ],
 )
 def test_train_config_validates(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(UserError, match=message):
         TrainConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_an_out_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    # A read-only --out was a PermissionError traceback. (As root no folder is read-only: a
+    # name too long for the file system fails the same way.)
+    out = tmp_path / ("x" * 300)
+    with pytest.raises(UserError, match=r"--out .*: cannot make a run folder there \(File name"):
+        new_run_dir(out, "normal-student")
 
 
 def tuned(source: GraphSource, tmp_path: Path, **batching: Any) -> TrainConfig:
@@ -359,6 +373,22 @@ def test_reading_the_frozen_config_back_reproduces_the_run(
     assert again.val == pytest.approx(first.val)
     with pytest.raises(UserError, match=r"--config .*: not a run's config.json"):
         TrainConfig.reproducing(tmp_path / "nothing-here")
+    # A field missing or of the wrong type: KeyError and TypeError tracebacks before.
+    saved = json.loads((first.run_dir / "config.json").read_text())
+    for damage in (
+        {"batching": None},
+        {"mode": None, "source": "x"},
+        {"memory_budget_bytes": "4GiB"},
+        {"source": {**saved["source"], "colour": "red"}},
+    ):
+        edited = tmp_path / "edited.json"
+        edited.write_text(json.dumps({**saved, **damage}))
+        with pytest.raises(UserError, match=r"--config .*edited.json: not a run's config.json"):
+            TrainConfig.reproducing(edited)
+    missing = {k: v for k, v in saved.items() if k != "mode"}
+    (tmp_path / "edited.json").write_text(json.dumps(missing))
+    with pytest.raises(UserError, match=r"not a run's config.json \(KeyError: 'mode'\)"):
+        TrainConfig.reproducing(tmp_path / "edited.json")
 
 
 def test_a_damaged_factor_store_stops_a_tuned_run_before_training(
