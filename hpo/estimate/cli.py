@@ -91,6 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     config, sources, sizes = _resolve(args)
+    # What hpo.run refuses before its study is refused here too: no estimate of a study that
+    # cannot run (a budget past this machine's memory, data no trial can train on).
+    if config.memory_budget is not None and config.address is None and not config.gpus_per_trial:
+        from trainables.batching.budget import check_cpu_budget
+
+        check_cpu_budget(config.memory_budget, concurrent=config.max_concurrent)
+    from hpo.prepare import prepare_data
+
+    for source in sources:
+        prepare_data(source, seed=config.seed, mode=config.space.mode)
     from hpo.estimate.study import estimate_study, warm_up_driver
 
     warm_up_driver(config.space)

@@ -14,6 +14,7 @@ import pytest
 
 from hpo.estimate import format_table, main
 from tests.hpo.estimate._estimates import JSON_KEYS, make_estimate, make_machinery, make_probe
+from tests.trainables.data.helpers import ctt_rows, write_csv
 from trainables.cli import run_cli
 from trainables.data.source import GraphSource
 
@@ -42,12 +43,38 @@ def test_format_table_puts_datasets_side_by_side() -> None:
         (["--compare", "a", "b"], "--compare names datasets under --data-dir"),
         (["--data-dir", "/nonexistent/captures", "--dataset", "x"], "/nonexistent/captures"),
         (["--space", "nope"], "unknown search space 'nope'"),
+        # Refused by hpo.run: an estimate of it sized a study that cannot run.
+        (["--memory-budget", "1000TiB"], "is more than the memory this process can have"),
     ],
 )
 def test_estimate_cli_says_what_is_wrong_and_exits_2(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_cli(main, ["--space", "normal", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("num_rows", "attack_every", "message"),
+    [
+        (2000, 0, "--mode normal is supervised but the training split of d has no attack graphs"),
+        # Fewer messages than a window: a ValueError traceback from the tuner's probe set.
+        (50, 7, "the training split of d has no graphs (fewer messages than --window?)"),
+    ],
+)
+def test_estimate_cli_refuses_data_no_trial_can_train_on(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    num_rows: int,
+    attack_every: int,
+    message: str,
+) -> None:
+    rows = ctt_rows(num_rows, attack_every=attack_every)
+    (tmp_path / "data" / "d" / "train_01_x").mkdir(parents=True)
+    write_csv(tmp_path / "data" / "d" / "train_01_x" / "a.csv", rows)
+    args = ["--data-dir", str(tmp_path / "data"), "--dataset", "d", "--no-cache"]
+    assert run_cli(main, ["--space", "normal", "--smoke-test", *args]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""
 
