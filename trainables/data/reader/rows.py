@@ -67,7 +67,29 @@ class Rows:
             describe = f"{what} {value!r}"
         self.problem_rows.append((row, describe))
 
+    def flag_out_of_order(self) -> None:
+        """Mark rows whose timestamp is earlier than an earlier good row's: a capture is in time
+        order, and a row out of it made negative inter-arrival times in the graphs' edges."""
+        good = np.flatnonzero(~self.bad)
+        if len(good) < 2:
+            return
+        stamps = self.timestamp[good]
+        latest = np.maximum.accumulate(stamps)
+        behind = stamps < latest
+        if not behind.any():
+            return
+        first = int(np.argmax(behind))
+        mask = np.zeros(self.num_rows, dtype=bool)
+        mask[good[behind]] = True
+        self.flag(
+            mask,
+            f"timestamp {float(stamps[first])!r} is earlier than an earlier line's"
+            f" ({float(latest[first])!r});"
+            " a capture is in time order",
+        )
+
     def to_capture(self, on_bad_rows: BadRowPolicy) -> Capture:
+        self.flag_out_of_order()
         num_dropped = int(self.bad.sum()) + len(self.extra_bad_lines)
         if on_bad_rows == "error":
             problems = [(self.first_line + row, why) for row, why in self.problem_rows]

@@ -202,6 +202,19 @@ def test_read_capture_missing_column_is_named(tmp_path: Path) -> None:
         read_capture(path)
 
 
+def test_read_capture_rows_out_of_time_order_are_bad_rows(tmp_path: Path) -> None:
+    # They were read as they stood: the graphs' edges had negative inter-arrival times.
+    rows = ctt_rows(10)
+    rows[3], rows[6] = rows[6], rows[3]  # file lines 5 and 8
+    path = write_csv(tmp_path / "o.csv", rows)
+    late, early = (float(rows[i].split(",")[0]) for i in (3, 4))
+    with pytest.raises(UserError, match=rf"o\.csv: line 6: timestamp {early!r} is earlier than"):
+        read_capture(path)
+    kept = read_capture(path, on_bad_rows="skip")
+    assert (np.diff(kept.timestamp) >= 0).all() and late in kept.timestamp.tolist()
+    assert kept.num_dropped_rows == 3 and len(kept) == 7
+
+
 @pytest.mark.parametrize(
     ("header", "named"),
     [
