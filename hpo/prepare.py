@@ -57,6 +57,16 @@ def prepare_data(source: GraphSource, *, seed: int, mode: str) -> dict[str, int]
     datamodule.setup("fit")
     assert datamodule.train_set is not None and datamodule.val_set is not None
     check_trainable(mode, source, datamodule.train_set.labels)
+    labels = datamodule.val_set.labels
+    if len(labels) and (labels.all() or not labels.any()):
+        # Every trial's val_f1 or val_auroc would be undefined: AUROC scored 0.0 on an
+        # autoencoder study of attack-free captures, with a torchmetrics warning per trial.
+        held = "attack" if labels.all() else "normal"
+        raise UserError(
+            f"the validation split of {source.dataset_name} ({len(labels)} graphs) holds"
+            f" {held} graphs only: a study's metric needs both; give captures with attacks"
+            " and attack-free traffic"
+        )
     counts = {
         "train": len(datamodule.train_set),
         "val": len(datamodule.val_set),

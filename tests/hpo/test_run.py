@@ -377,3 +377,19 @@ def test_resume_without_a_name_takes_the_spaces_latest_study_whatever_its_name(
     assert (
         _study_dir(argparse.Namespace(**{**vars(args), "space": "kd"})) == tmp_path / "kd-latest"
     )
+
+
+def test_a_study_needs_both_classes_in_validation(tmp_path: Path) -> None:
+    # An autoencoder study of attack-free captures trains, but scored val_auroc 0.0 in every
+    # trial (AUROC of one class), with a torchmetrics warning each time.
+    from hpo.prepare import prepare_data
+    from tests.trainables.data.helpers import ctt_rows, write_csv
+    from trainables.data.source import GraphSource
+    from trainables.errors import UserError
+
+    folder = tmp_path / "data" / "clean" / "train_01_attack_free"
+    folder.mkdir(parents=True)
+    write_csv(folder / "a.csv", ctt_rows(2000, seed=1))
+    source = GraphSource(data_dir=tmp_path / "data", dataset="clean", use_cache=False)
+    with pytest.raises(UserError, match=r"validation split of clean \(\d+ graphs\) holds normal"):
+        prepare_data(source, seed=0, mode="autoencoder")

@@ -118,7 +118,9 @@ def test_estimate_cli_json_is_one_object_per_dataset(
     for name in ("a", "b"):
         split = tmp_path / name / "train_01_attack_free"
         split.mkdir(parents=True)
-        (split / "capture.csv").write_text("timestamp,arbitration_id,data_field,attack\n")
+        # Data a study can train on: the estimate checks it as hpo.run does.
+        write_csv(split / "capture.csv", ctt_rows(2000))
+        write_csv(split / "attacks.csv", ctt_rows(2000, seed=1, attack_every=7))
     seen: dict[str, Any] = {}
 
     def estimate_study(config: Any, *, sources: list[GraphSource], **kwargs: Any) -> list:
