@@ -234,11 +234,6 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         if args.memory_budget is None
         else parse_size(args.memory_budget, option="--memory-budget")
     )
-    if budget is not None and args.address is None and not args.gpus_per_trial:
-        from trainables.batching.budget import check_cpu_budget
-
-        # The trials run here, on CPU: before a study is made.
-        check_cpu_budget(budget, concurrent=args.max_concurrent)
     config = StudyConfig(
         space=space,
         study_dir=study_dir,
@@ -257,6 +252,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         dashboard_host=None if args.no_dashboard else args.dashboard_host,
         factor_store_path=args.factor_store,
     )
+    config.check_local_budget()
     from hpo.study.tuner import factor_store_path
 
     # Resolved now (given or default), so that --resume and every worker use this store.

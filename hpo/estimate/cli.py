@@ -93,10 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config, sources, sizes = _resolve(args)
     # What hpo.run refuses before its study is refused here too: no estimate of a study that
     # cannot run (a budget past this machine's memory, data no trial can train on).
-    if config.memory_budget is not None and config.address is None and not config.gpus_per_trial:
-        from trainables.batching.budget import check_cpu_budget
-
-        check_cpu_budget(config.memory_budget, concurrent=config.max_concurrent)
+    config.check_local_budget()
     from hpo.prepare import prepare_data
 
     for source in sources:

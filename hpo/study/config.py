@@ -130,6 +130,15 @@ class StudyConfig:
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise UserError(f"--memory-budget must be > 0, got {self.memory_budget}")
 
+    def check_local_budget(self) -> None:
+        """Trials that run on this machine's CPUs (no `--address`, no GPUs) must fit its
+        memory: a `--memory-budget` past it is an error, and past it times `--max-concurrent`
+        a warning (`check_cpu_budget`). Checked before a study is made or estimated."""
+        if self.memory_budget is not None and self.address is None and not self.gpus_per_trial:
+            from trainables.batching.budget import check_cpu_budget
+
+            check_cpu_budget(self.memory_budget, concurrent=self.max_concurrent)
+
     @property
     def paths(self) -> StudyPaths:
         return StudyPaths(self.study_dir)
