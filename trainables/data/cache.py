@@ -28,7 +28,10 @@ __all__ = ["FORMAT_VERSION", "GraphCache", "default_cache_dir", "file_signature"
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# What a key's graphs depend on besides its parts: the reader's and builder's rules. Bumped when
+# they change what a file reads as. 2: a row whose timestamp is earlier than an earlier row's is
+# a bad row (an entry built before could hold graphs with negative inter-arrival times).
+FORMAT_VERSION = 2
 _GRAPH_FIELDS = ("x", "edge_index", "edge_attr", "y", "node_ptr", "edge_ptr")
 
 

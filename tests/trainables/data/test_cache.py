@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.trainables.data.test_graphs import random_capture
+from trainables.data import cache as cache_module
 from trainables.data.cache import GraphCache, file_signature
 from trainables.data.graphs import build_graphs
 from trainables.data.vocab import Vocabulary
@@ -47,6 +48,14 @@ def test_graph_cache_key_depends_on_every_part() -> None:
     assert base == GraphCache.key(files=[("a", 1, 2)], window=100, kind="graphs")
     assert base != GraphCache.key(kind="graphs", window=50, files=[("a", 1, 2)])
     assert base != GraphCache.key(kind="graphs", window=100, files=[("a", 1, 3)])
+
+
+def test_graph_cache_key_depends_on_the_format_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Entries built under the reader's earlier rules are never served after they change.
+    parts = {"kind": "graphs", "window": 100, "files": [("a", 1, 2)]}
+    current = GraphCache.key(**parts)
+    monkeypatch.setattr(cache_module, "FORMAT_VERSION", cache_module.FORMAT_VERSION - 1)
+    assert GraphCache.key(**parts) != current
 
 
 def test_file_signature_tracks_size_and_mtime(tmp_path: Path) -> None:
