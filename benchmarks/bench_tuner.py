@@ -1,7 +1,11 @@
-"""Batch-size methods side by side under a real CPU memory budget (issue 4).
+"""Batch-size methods side by side under a real memory budget (issue 4).
 
     python benchmarks/bench_tuner.py [--budgets 64MiB,128MiB] [--epochs 3] [--size student]
-        [--data-dir DIR --dataset NAME] [--json]
+        [--data-dir DIR --dataset NAME] [--device auto|cpu|cuda] [--json]
+
+The budget is the one trials run under: on CPU an `RLIMIT_DATA` limit, on CUDA
+`torch.cuda.set_per_process_memory_fraction` (real CUDA out-of-memory errors). `--device auto`
+(the default) takes CUDA where there is a GPU, as trials do.
 
 For the curriculum mode (VGAE difficulty scores are random here: only batch memory matters),
 at each budget, every measurement in a fresh process:
@@ -37,10 +41,14 @@ METHODS = ("lightning-power", "power-x0.5", "ours-unaimed", "ours")
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One fresh process: tune with `args.method` (or use `args.batch_size`), then train."""
     import logging
+    import os
+
+    if args.device == "cpu":
+        # Every trainer here, the tuner's included, picks its accelerator as trials do ("auto").
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
     import numpy as np
     import pytorch_lightning as pl
-    import torch
     from pytorch_lightning.tuner import Tuner
 
     from trainables.batching import (
@@ -81,8 +89,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             **kwargs,
         )
 
-    result: dict[str, Any] = {"method": args.method or "fixed", "oom": False, "oom_stage": None}
-    with memory_budget(parse_size(args.budget), device=torch.device("cpu")) as budget:
+    device = _device(args.device)
+    result: dict[str, Any] = {
+        "method": args.method or "fixed",
+        "device": device.type,
+        "oom": False,
+        "oom_stage": None,
+    }
+    with memory_budget(parse_size(args.budget), device=device) as budget:
         start = time.perf_counter()
         stage = "tuner"
         try:
@@ -128,6 +142,17 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _device(name: str) -> Any:
+    """The torch device `--device` names (`auto`: CUDA where there is a GPU)."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("bench_tuner: --device cuda, but torch sees no GPU")
+    return torch.device(name)
+
+
 def run_child(base: list[str], **options: Any) -> dict[str, Any]:
     return fresh_process.run_child(__file__, base, **options)
 
@@ -148,6 +173,7 @@ def main() -> int:
     parser.add_argument("--size", default="student")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--dataset", default=None)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--budget", help=argparse.SUPPRESS)
@@ -161,6 +187,7 @@ def main() -> int:
     rows = []
     for budget in args.budgets.split(","):
         base = ["--budget", budget, "--epochs", str(args.epochs), "--size", args.size]
+        base += ["--device", args.device]
         if args.data_dir:
             base += ["--data-dir", str(args.data_dir), "--dataset", args.dataset]
         methods = {m: run_child(base, method=m) for m in METHODS}
@@ -172,6 +199,7 @@ def main() -> int:
             rows.append(
                 {
                     "budget": budget,
+                    "device": r["device"],
                     "method": name,
                     "true_max": best,
                     "tuned": r.get("tuned"),
@@ -188,6 +216,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    print(f"device: {rows[0]['device'] if rows else args.device}")
     print(
         f"{'budget':>8} {'method':>16} {'true max':>8} {'tuned':>6} {'applied':>7} "
         f"{'/true':>6} {'OOM':>10} {'tuner s':>8} {'share':>6}"
