@@ -65,13 +65,26 @@ class OneLineTrialErrors(logging.Filter):
             target.addFilter(cls())
 
 
+def _count_finished(trials: list, trial: Any) -> int:
+    """How many of the study's trials have ended, `trial` (ending now) included.
+
+    Counted from Ray's trials, not by the callback: a resumed study's Ray experiment holds the
+    trials that ended before the interruption (TERMINATED or ERROR, not run again), and its
+    callbacks start afresh, so a count of their own began at 1 again after `--resume`.
+    """
+    from ray.tune.experiment import Trial
+
+    ended = {t.trial_id for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
+    return len(ended | {trial.trial_id})
+
+
 class StudyProgress(Callback):
-    """Logs trial starts, each epoch, and how each trial ended."""
+    """Logs trial starts, each epoch, and how each trial ended ("(N finished)": of the whole
+    study, trials that ended before a `--resume` included)."""
 
     def __init__(self, metric: str, epochs: int) -> None:
         self._metric = metric
         self._epochs = epochs
-        self._finished = 0
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         logger.info("trial %s started: %s", trial.trial_id, describe_config(trial.config))
@@ -93,7 +106,7 @@ class StudyProgress(Callback):
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finished += 1
+        finished = _count_finished(trials, trial)
         last = trial.last_result or {}
         state = end_state(last, error=False)
         if state == "stopped-early":
@@ -103,7 +116,7 @@ class StudyProgress(Callback):
                 last.get("epoch"),
                 self._metric,
                 _value(last.get(self._metric)),
-                self._finished,
+                finished,
             )
             return
         if state == "pruned-oom":
@@ -113,7 +126,7 @@ class StudyProgress(Callback):
                 trial.trial_id,
                 stage,
                 "" if size is None else f" at train batch {size}",
-                self._finished,
+                finished,
             )
             return
         logger.info(
@@ -123,14 +136,13 @@ class StudyProgress(Callback):
             _value(last.get(self._metric)),
             last.get("applied_train_batch_size"),
             last.get("eval_batch_size"),
-            self._finished,
+            finished,
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finished += 1
         logger.warning(
             "trial %s failed (%d finished); its error: %s",
             trial.trial_id,
-            self._finished,
+            _count_finished(trials, trial),
             trial.error_file or "(no error file)",
         )

@@ -152,12 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # On stderr with --json, so stdout stays one JSON object.
     print(f"browse it: {ui_command(config.tracking_uri)}", file=sys.stderr if args.json else None)
-    if summary["num_trials"] < config.num_samples:
+    from hpo.states import num_ended
+
+    if num_ended(summary) < config.num_samples:
         logger.warning(
             "study %s stopped after %d of %d trials; continue it with: %s -m hpo.run"
             " --space %s --study-dir %s --study-name %s --resume",
             config.name,
-            summary["num_trials"],
+            num_ended(summary),
             config.num_samples,
             tool_command("python"),
             config.space.name,

@@ -1,6 +1,7 @@
 """A finished study's summary: `summary.json`, the table printed at the end, orphaned trials.
 
-`summary.json` holds `space`, `study`, `metric`, `direction`, `num_trials`, `num_complete`,
+`summary.json` holds `space`, `study`, `metric`, `direction`, `num_trials` (every trial listed,
+interrupted ones included: the counts by state add up to it), `num_complete`,
 `num_pruned_oom`, `num_stopped_early`, `num_failed`, `num_interrupted`, `best_value`,
 `best_config`, `best_trial`, where the results
 are, and `trials`: per trial its `trial_id`, `state` (`complete`, `pruned-oom`, `stopped-early`:
@@ -13,13 +14,14 @@ when the study was stopped, run again by `--resume`),
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.searcher import OOM_STAGE_KEY, end_state
-from hpo.states import TRIAL_STATES, counts_line
+from hpo.states import TRIAL_STATES, counts_line, num_ended
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -32,9 +34,13 @@ __all__ = [
     "fail_orphaned_trials",
     "finite",
     "format_table",
+    "num_ended",
+    "remove_abandoned_runs",
     "summarise",
     "trial_row",
 ]
+
+logger = logging.getLogger("hpo.run")
 
 
 def finite(value: Any) -> float | None:
@@ -113,8 +119,9 @@ def build_summary(config: StudyConfig, rows: Sequence[dict[str, Any]]) -> dict[s
         "metric": space.metric,
         "direction": space.direction,
         "num_samples": config.num_samples,
-        # The trials that ended; interrupted ones run again when the study is resumed.
-        "num_trials": sum(r["state"] != "interrupted" for r in rows),
+        # Every trial of the summary, so that the counts by state add up to it; the ones that
+        # ended are `num_ended(summary)` (interrupted ones run again on `--resume`).
+        "num_trials": len(rows),
         "num_interrupted": sum(r["state"] == "interrupted" for r in rows),
         "num_complete": sum(r["state"] == "complete" for r in rows),
         "num_pruned_oom": sum(r["state"] == "pruned-oom" for r in rows),
@@ -146,6 +153,32 @@ def fail_orphaned_trials(config: StudyConfig) -> int:
         storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
     return len(orphans)
+
+
+def remove_abandoned_runs(config: StudyConfig, summary: dict[str, Any]) -> list[Path]:
+    """Remove the run folders of trials that are none of the summary's: started by a driver
+    killed before Ray saved them, never to run again (the resume asked the searcher for new
+    trials in their place; `fail_orphaned_trials`). Only unfinished folders: a run that ended
+    is kept. Called once the study has all its trials; returns the folders removed.
+    """
+    import shutil
+
+    from hpo.trainable.results import unfinished_run_dirs
+
+    known = {row["trial_id"] for row in summary["trials"]}
+    runs = config.paths.runs
+    # `trial-<id>-<time>-<random>`: an id holds no "-".
+    others = {p.name.split("-")[1] for p in runs.glob("trial-*-*") if p.is_dir()} - known
+    removed = [
+        run_dir for trial_id in sorted(others) for run_dir in unfinished_run_dirs(runs, trial_id)
+    ]
+    for run_dir in removed:
+        logger.info(
+            "%s: a trial started by a driver killed before Ray saved it, never to run: removed",
+            run_dir,
+        )
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return removed
 
 
 def format_table(summary: dict[str, Any]) -> str:

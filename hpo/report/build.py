@@ -123,9 +123,9 @@ def build_report(
             for tag in (f"hpo.{key}", key)
             if tag in tags
         },
-        # The trials that ended, as in summary.json: one still running, or cut off by a
-        # stopped driver (run again by --resume), is counted apart.
-        "num_trials": sum(row["state"] in ENDED_STATES for row in trials),
+        # Every trial, as in summary.json: the counts by state add up to it, one still running
+        # or cut off by a stopped driver (run again by --resume) in `num_interrupted`.
+        "num_trials": len(trials),
         "num_complete": sum(row["state"] == "complete" for row in trials),
         "num_pruned_oom": len(oom),
         "num_stopped_early": sum(row["state"] == "stopped-early" for row in trials),

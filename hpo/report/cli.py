@@ -3,9 +3,10 @@
 Prints the best complete trials of a study (by the study's metric, in its direction) with their
 batch settings, how many trials ran out of memory and where, and the best configuration. The
 study is the most recent one of the space unless `--study` names one; `--json` prints the report
-as one JSON object: `space`, `study`, `metric`, `direction`, `settings`, `num_trials` (the trials
-that ended), `num_complete`, `num_pruned_oom`, `num_stopped_early`, `num_failed`,
-`num_interrupted` (still running, or cut off by a stopped driver), `oom_stages` (stage -> count),
+as one JSON object: `space`, `study`, `metric`, `direction`, `settings`, `num_trials` (every
+trial: the counts by state add up to it), `num_complete`, `num_pruned_oom`, `num_stopped_early`,
+`num_failed`, `num_interrupted` (still running, or cut off by a stopped driver), `oom_stages`
+(stage -> count),
 `best` (`trial_id`, `config`, `metric`; null when no trial completed) and `leaderboard`.
 
 It reads the MLflow layout a study writes: experiment `hpo-<space>`, one parent run per study

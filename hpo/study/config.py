@@ -45,6 +45,11 @@ class StudyPaths:
         return self.ray_storage / EXPERIMENT_NAME
 
     @property
+    def runs(self) -> Path:
+        """Each trial's run folders, `trial-<id>-<time>-<random>` (`hpo.trainable`)."""
+        return self.root / "runs"
+
+    @property
     def summary(self) -> Path:
         return self.root / "summary.json"
 

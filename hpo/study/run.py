@@ -92,15 +92,25 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
         else:
             logger.info("memory budget: %s per trial, as the study started", format_size(budget))
         tuner = ray_tuner(config, prerequisites, resume=resume, budget=budget)
-        logger.info(
-            "study %s: %d trials of space %s, %d at a time (%s); Ray experiment %s",
-            config.name,
-            config.num_samples,
-            config.space.name,
-            config.max_concurrent,
-            "resumed" if resume else "new",
-            paths.experiment,
-        )
+        ended = _num_ended_before(config, tuner) if resume else 0
+        if ended >= config.num_samples:
+            logger.info(
+                "study %s had finished: %d of %d trials ended; nothing to run, its summary is"
+                " written again",
+                config.name,
+                ended,
+                config.num_samples,
+            )
+        else:
+            logger.info(
+                "study %s: %d trials of space %s, %d at a time (%s); Ray experiment %s",
+                config.name,
+                config.num_samples,
+                config.space.name,
+                config.max_concurrent,
+                f"resumed, {ended} ended before" if resume else "new",
+                paths.experiment,
+            )
         # Ray Tune's console reporter prints tables on stdout, whatever `verbose` says; the
         # study logs its own lines (hpo.callbacks) and keeps stdout for the table or --json.
         with contextlib.redirect_stdout(sys.stderr):
@@ -111,12 +121,13 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if started_ray:
             ray.shutdown()
-    from hpo.summary import fail_orphaned_trials, summarise
+    from hpo.summary import fail_orphaned_trials, num_ended, remove_abandoned_runs, summarise
 
     summary = summarise(config, results)
-    complete = summary["num_trials"] >= config.num_samples
+    complete = num_ended(summary) >= config.num_samples
     if complete:
         fail_orphaned_trials(config)
+        remove_abandoned_runs(config, summary)
     tracker = StudyTracker(config.tracking_uri, config, resume=True)
     summary["mlflow"] = {
         "tracking_uri": config.tracking_uri,
@@ -128,6 +139,18 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
     summary["mlflow"]["registered_model"] = registered
     write_json(paths.summary, summary)
     return summary
+
+
+def _num_ended_before(config: StudyConfig, tuner: Any) -> int:
+    """The trials of a restored Ray experiment that had ended; 0 for a new experiment (a
+    resumed study whose driver stopped before Ray saved anything)."""
+    from hpo.summary import num_ended, summarise
+
+    try:
+        results = tuner.get_results()
+    except RuntimeError:  # not restored: "Can't return results as experiment has not been run"
+        return 0
+    return num_ended(summarise(config, results))
 
 
 def _stop_on_signals() -> dict[int, Any]:

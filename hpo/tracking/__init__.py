@@ -17,7 +17,9 @@ Layout (what `hpo.report` reads back):
   `train_batch_size`, `graphs_per_second`, `peak_memory_bytes`, each once per step (the first
   value, across `--resume`s); artifacts: `config.json`,
   `metrics.json` and `model/` (`model.pt` and its `config.json`);
-- the best trial's `model/` registered as `<space>-<dataset>`, one new version per study.
+- the best trial's `model/` registered as `<space>-<dataset>`, one new version per study;
+- the run of a trial a killed driver had started but Ray's saved state did not know is deleted
+  once the study has all its trials (another trial ran in its place): the runs are the summary's.
 """
 
 from __future__ import annotations

@@ -274,15 +274,7 @@ class StudyTracker:
 
         config = self.config
         if complete:
-            # Trials a killed driver had started but Ray's saved state did not know: never
-            # to finish. Their runs are closed, so no run stays RUNNING forever.
-            known = {row["trial_id"] for row in summary["trials"]}
-            running = RunStatus.to_string(RunStatus.RUNNING)
-            for trial_id, run_id in self._trial_runs.items():
-                # A run that ended keeps its end: only one still open was cut off.
-                if trial_id not in known and self.client.get_run(run_id).info.status == running:
-                    self.client.set_tag(run_id, "state", "interrupted")
-                    self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+            self._delete_abandoned_runs({row["trial_id"] for row in summary["trials"]})
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "summary.json"
             path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -320,6 +312,35 @@ class StudyTracker:
         status = RunStatus.FINISHED if complete else RunStatus.KILLED
         self.client.set_terminated(self.parent_id, RunStatus.to_string(status))
         return version
+
+    def _delete_abandoned_runs(self, known: set[str]) -> None:
+        """Delete the runs of trials a killed driver had started but Ray's saved state did not
+        know: never to finish (the resume asked the searcher for new trials in their place,
+        and `fail_orphaned_trials` failed their Optuna trials). Kept, closed as interrupted,
+        they were phantom trials of a finished study: `hpo.report` counted one more trial
+        than `summary.json`, interrupted. MLflow keeps a deleted run (`mlflow runs restore`).
+
+        A run that ended keeps its end: only one still open, or closed as interrupted by an
+        earlier finish, was cut off.
+        """
+        from mlflow.entities import RunStatus
+
+        running = RunStatus.to_string(RunStatus.RUNNING)
+        for trial_id, run_id in list(self._trial_runs.items()):
+            if trial_id in known:
+                continue
+            run = self.client.get_run(run_id)
+            if run.info.status == running or run.data.tags.get("state") == "interrupted":
+                self.client.set_tag(run_id, "state", "interrupted")
+                self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+                self.client.delete_run(run_id)
+                del self._trial_runs[trial_id]
+                logger.info(
+                    "trial %s was started by a driver stopped before Ray saved it, and will never"
+                    " run: its MLflow run %s is deleted",
+                    trial_id,
+                    run_id,
+                )
 
     def _register_best(self, summary: dict[str, Any]) -> dict[str, str] | None:
         from mlflow.exceptions import MlflowException

@@ -10,7 +10,8 @@ instead, as a trainable that does not know better would: ERROR in Ray, FAIL in O
 - `context`: `TrialContext`, what every trial of a study shares, and `TrialOutOfMemoryError`;
 - `config`: `train_config`, a trial's `TrainConfig` and its memory budget;
 - `results`: what a trial reports to Ray (`epoch_result`, `final_result`, the epoch reporter)
-  and `finished_run`, the run of a trial that ended before the study was interrupted;
+  `finished_run`, the run of a trial that ended before the study was interrupted, and
+  `unfinished_run_dirs`, the folders a trial's stopped attempts left;
 - `trial`: `train_trial`, the function Ray runs, with its out-of-memory report and its log.
 
 This package imports no torch at import time: Ray unpickles the trainable in every worker.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from hpo.trainable.config import train_config
 from hpo.trainable.context import TrialContext, TrialOutOfMemoryError
-from hpo.trainable.results import epoch_result, final_result, finished_run
+from hpo.trainable.results import epoch_result, final_result, finished_run, unfinished_run_dirs
 from hpo.trainable.trial import train_trial
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "finished_run",
     "train_config",
     "train_trial",
+    "unfinished_run_dirs",
 ]

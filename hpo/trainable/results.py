@@ -1,6 +1,7 @@
 """What a trial reports to Ray: a result per epoch (`epoch_result`, sent by the `reporter`
-callback), the last result of a trial that trained to the end (`final_result`), and the run of
-a trial that ended before the study was interrupted (`finished_run`)."""
+callback), the last result of a trial that trained to the end (`final_result`), the run of a
+trial that ended before the study was interrupted (`finished_run`), and the folders its stopped
+attempts left (`unfinished_run_dirs`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ __all__ = [
     "node_id",
     "reporter",
     "run_sizes",
+    "unfinished_run_dirs",
 ]
 
 
@@ -161,14 +163,30 @@ def final_result(run: dict[str, Any]) -> dict[str, Any]:
 
 def finished_run(runs_dir: Path, trial_id: str) -> dict[str, Any] | None:
     """The `metrics.json` of a run of `trial_id` that ended (trained or out of memory), if any."""
-    for path in sorted(runs_dir.glob(f"trial-{trial_id}-*/metrics.json")):
-        try:
-            run: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # killed while writing it: that run did not finish
-        if "history" in run and "oom" in run:
+    for run_dir in _trial_run_dirs(runs_dir, trial_id):
+        run = _ended_run(run_dir)
+        if run is not None:
             return run
     return None
+
+
+def unfinished_run_dirs(runs_dir: Path, trial_id: str) -> list[Path]:
+    """The run folders of `trial_id` that hold no ended run: left by an attempt that was
+    stopped (a driver stopped or killed, then `--resume`) or failed. Never another trial's."""
+    return [path for path in _trial_run_dirs(runs_dir, trial_id) if _ended_run(path) is None]
+
+
+def _trial_run_dirs(runs_dir: Path, trial_id: str) -> list[Path]:
+    # `new_run_dir` names them `trial-<id>-<time>-<random>`; an id holds no "-".
+    return sorted(path for path in runs_dir.glob(f"trial-{trial_id}-*") if path.is_dir())
+
+
+def _ended_run(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        run: dict[str, Any] = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None  # none, or killed while writing it: that run did not finish
+    return run if isinstance(run, dict) and "history" in run and "oom" in run else None
 
 
 def node_id() -> str:

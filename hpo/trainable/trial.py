@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,14 @@ from ray import tune
 from hpo.searcher import OOMStage, oom_result
 from hpo.trainable.config import train_config
 from hpo.trainable.context import TrialContext, TrialOutOfMemoryError
-from hpo.trainable.results import TrialReports, final_result, finished_run, node_id, reporter
+from hpo.trainable.results import (
+    TrialReports,
+    final_result,
+    finished_run,
+    node_id,
+    reporter,
+    unfinished_run_dirs,
+)
 
 __all__ = ["train_trial"]
 
@@ -27,7 +35,9 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
     experiment every few seconds), is not trained again: its last result is read back from its
     run's `metrics.json` and reported as it was. Its epochs are not reported again: they went
     to Optuna and MLflow as they ended, and a scheduler (ASHA) fed them again could stop the
-    trial at a rung, a finished run with a model then labelled stopped early.
+    trial at a rung, a finished run with a model then labelled stopped early. One that had not
+    finished (stopped with the study, or a retry after an error) trains again from the start
+    into a new run folder, and the folders its unfinished attempts left are removed.
     """
     from trainables.training.run import new_run_dir, run_training
 
@@ -38,6 +48,7 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
     if run is not None:
         logger.info("trial %s finished before the study was interrupted: %s", trial_id, run)
     else:
+        _remove_unfinished_runs(context.runs_dir, trial_id)
         run_dir = new_run_dir(context.runs_dir, f"trial-{trial_id}")
         handler = _log_to(run_dir / "train.log")
         try:
@@ -55,6 +66,17 @@ def train_trial(params: dict[str, Any], context: TrialContext) -> None:
     if context.metric not in final:
         raise RuntimeError(f"the run did not compute the study's metric {context.metric!r}")
     report({**final, "node_id": node_id()})
+
+
+def _remove_unfinished_runs(runs_dir: Path, trial_id: str) -> None:
+    """Remove the folders this trial's stopped or failed attempts left: it trains again from
+    the start, into a new folder, and each trial has one run folder. A failed attempt's error
+    stays in Ray's trial folder (`error.txt`)."""
+    for run_dir in unfinished_run_dirs(runs_dir, trial_id):
+        logger.info(
+            "trial %s: removing %s, left unfinished by an earlier attempt", trial_id, run_dir
+        )
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _report_oom(run: dict[str, Any], context: TrialContext, report: TrialReports) -> None:

@@ -193,7 +193,8 @@ def test_build_report_ranks_the_latest_study_by_its_metric(store: str) -> None:
 
     assert report["study"] == "curriculum-new"
     assert (report["metric"], report["direction"]) == ("val_f1", "max")
-    assert report["num_trials"] == 9 and report["num_complete"] == 4  # 9 ended
+    # Every trial, as summary.json counts them: 9 ended and 1 interrupted.
+    assert report["num_trials"] == 10 and report["num_complete"] == 4
     assert report["num_pruned_oom"] == 3 and report["num_failed"] == 1
     assert report["num_stopped_early"] == 1 and report["num_interrupted"] == 1
     assert report["oom_stages"] == {"train": 2, "tuner": 1}

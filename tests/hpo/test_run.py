@@ -17,6 +17,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from hpo.report import build_report
 from hpo.study import StudyConfig
 
 NUM_SAMPLES = 5
@@ -98,6 +99,11 @@ def _complete_trials(db: Path) -> int:
     return int(count)
 
 
+def _sum_of_states(counts: dict[str, int]) -> int:
+    states = ("complete", "pruned_oom", "stopped_early", "failed", "interrupted")
+    return sum(counts[f"num_{state}"] for state in states)
+
+
 def _trial_id(run_dir: Path) -> str:
     return run_dir.name.split("-")[1]  # trial-<id>-<time>-<random>
 
@@ -159,21 +165,29 @@ def test_killed_driver_resumes_to_exactly_the_requested_trials(tmp_path: Path) -
         if trial not in done:  # asked for by the killed driver, never to be finished
             assert trial.state == TrialState.FAIL and trial.user_attrs["interrupted"] is True
     assert json.loads((study / "summary.json").read_text()) == summary
-    # MLflow: one parent run, finished, and a finished child run per trial of the summary.
+    # "(N finished)" counts the study's trials, not the resumed driver's (it began at 1 again).
+    finished = [int(n) for n in re.findall(r"\((\d+) finished\)", resumed.stderr)]
+    assert finished == list(range(NUM_SAMPLES - len(finished) + 1, NUM_SAMPLES + 1)), finished
+    # One run folder per trial of the summary: none left by a trial that never ran again.
+    assert sorted(_trial_id(p) for p in (study / "runs").glob("trial-*")) == sorted(rows)
+    # MLflow: one parent run, finished, and a finished child run per trial of the summary, and
+    # none besides (a trial never to run again was a phantom: hpo.report counted it interrupted).
     client = MlflowClient(summary["mlflow"]["tracking_uri"])
     parent = client.get_run(summary["mlflow"]["parent_run_id"])
     assert parent.info.status == "FINISHED"
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
-    ended = {
-        c.data.tags["hpo.trial_id"]: c for c in children if c.data.tags["state"] != "interrupted"
-    }
-    assert set(ended) == set(rows)
+    assert sorted(c.data.tags["hpo.trial_id"] for c in children) == sorted(rows)
     assert {c.info.status for c in children} <= {"FINISHED", "KILLED"}
+    report = build_report(client, "normal", study="killed")
+    counts = ("num_trials", "num_complete", "num_pruned_oom", "num_interrupted")
+    assert {key: report[key] for key in counts} == {key: summary[key] for key in counts}
 
 
-def test_sigterm_stops_the_study_as_ctrl_c_does(tmp_path: Path) -> None:
+def test_sigterm_stops_the_study_as_ctrl_c_does_and_resume_goes_on_from_it(
+    tmp_path: Path,
+) -> None:
     # SLURM's time limit, scancel and preemption send SIGTERM. Ray's driver aborted on it
     # (rc 134): no summary, no last experiment state, MLflow runs left running.
     studies = tmp_path / "studies"
@@ -207,6 +221,27 @@ def test_sigterm_stops_the_study_as_ctrl_c_does(tmp_path: Path) -> None:
         summary["mlflow"]["parent_run_id"]
     )
     assert parent.info.status == "KILLED"
+    # Every trial listed is counted, the interrupted ones too: the counts add up (num_trials
+    # left them out, "1 trials: 1 complete, ..., 1 interrupted"), here and on the parent run.
+    assert summary["num_trials"] == len(summary["trials"]) == _sum_of_states(summary)
+    assert parent.data.metrics["num_trials"] == summary["num_trials"]
+    ended = summary["num_trials"] - summary["num_interrupted"]
+    stopped = {p for p in (study / "runs").glob("trial-*") if not (p / "metrics.json").exists()}
+
+    resumed = _hpo_run(*args, "--resume", "--json", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = json.loads(resumed.stdout)
+    assert final["num_trials"] == final["num_complete"] + final["num_pruned_oom"] == 4
+    # "(N finished)" counts the study's trials, those that ended before the resume included
+    # (it began at 1 again).
+    finished = [int(n) for n in re.findall(r"\((\d+) finished\)", resumed.stderr)]
+    assert finished == list(range(ended + 1, 5)), resumed.stderr[-3000:]
+    # A trial run again keeps one run folder: the stopped attempt's is gone, not left beside.
+    assert not any(folder.exists() for folder in stopped), sorted(stopped)
+    for row in final["trials"]:
+        assert [str(p) for p in (study / "runs").glob(f"trial-{row['trial_id']}-*")] == [
+            row["run_dir"]
+        ]
 
 
 def test_factor_store_option_is_resolved_into_the_study_and_kept_on_resume(

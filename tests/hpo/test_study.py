@@ -233,9 +233,12 @@ def test_summary_picks_the_best_by_direction(tmp_path: Path) -> None:
     assert (summary["best_trial"], summary["best_value"]) == ("b", 0.2)
     assert (summary["num_complete"], summary["num_pruned_oom"]) == (2, 1)
     assert (summary["num_stopped_early"], summary["num_interrupted"]) == (1, 1)
-    assert summary["num_trials"] == 4  # the interrupted one has not ended
+    # Every trial listed, the interrupted one too: the counts by state add up to it (it said 4
+    # trials beside 2 + 1 + 1 + 1 of them).
+    assert summary["num_trials"] == len(summary["trials"]) == 5
+    assert summary["num_interrupted"] == 1  # it has not ended
     assert (
-        "4 trials: 2 complete, 1 pruned (out of memory), 1 stopped early by the scheduler,"
+        "5 trials: 2 complete, 1 pruned (out of memory), 1 stopped early by the scheduler,"
         " 0 failed, 1 interrupted"
     ) in format_table(summary)
 

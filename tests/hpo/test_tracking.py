@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import logging
 import socket
 import subprocess
 import sys
@@ -78,7 +79,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_study_tracked_on_a_real_mlflow_server(
-    mlflow_server: str, ray_local: None, smoke_source: GraphSource, tmp_path: Path
+    mlflow_server: str,
+    ray_local: None,
+    smoke_source: GraphSource,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     config = StudyConfig(
         space=get_space("autoencoder").smoke().with_overrides(size="student", epochs=1),
@@ -106,8 +111,18 @@ def test_study_tracked_on_a_real_mlflow_server(
     }
     [version] = client.search_model_versions("name = 'autoencoder-synthetic'")
     assert version.run_id == best.info.run_id
-    # Resuming the finished study registers nothing new: a study has one version.
-    again = run_study(config, resume=True)
+    # Resuming the finished study registers nothing new: a study has one version. It says the
+    # study had finished (it said "2 trials of space autoencoder ... (resumed)" and ran none).
+    with caplog.at_level(logging.INFO, logger="hpo.run"):
+        again = run_study(config, resume=True)
+    study_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("study ")]
+    assert study_lines == [
+        f"study {config.name} had finished: 2 of 2 trials ended; nothing to run, its summary is"
+        " written again"
+    ]
+    assert [(row["trial_id"], row["state"]) for row in again["trials"]] == [
+        (row["trial_id"], row["state"]) for row in summary["trials"]
+    ]
     assert again["mlflow"]["registered_model"] == summary["mlflow"]["registered_model"]
     assert len(client.search_model_versions("name = 'autoencoder-synthetic'")) == 1
     assert ui_command(mlflow_server) == f"open {mlflow_server} in a browser"
@@ -218,9 +233,10 @@ def test_a_resumed_study_keeps_the_default_budget_it_started_with(tmp_path: Path
     assert StudyTracker(given.tracking_uri, given, resume=True).recorded_budget() is None
 
 
-def test_trial_runs_end_in_their_state_and_finishing_closes_only_those_still_open(
+def test_trial_runs_end_in_their_state_and_finishing_deletes_only_those_never_to_run(
     tmp_path: Path,
 ) -> None:
+    from hpo.report import build_report
     from hpo.summary import build_summary, trial_row
     from hpo.tracking import StudyTracker
 
@@ -254,8 +270,13 @@ def test_trial_runs_end_in_their_state_and_finishing_closes_only_those_still_ope
     # No size was applied: no "None" params.
     assert "applied_train_batch_size" not in client.get_run(no_fit).data.params
     assert "eval_batch_size" not in client.get_run(no_fit).data.params
+    # Never to run: deleted (MLflow keeps it), so the study's runs are the summary's trials.
+    # Closed as interrupted, it was a phantom: hpo.report counted it, num_interrupted 1.
     assert client.get_run(cut_off).data.tags["state"] == "interrupted"
     assert client.get_run(cut_off).info.status == "KILLED"
+    assert client.get_run(cut_off).info.lifecycle_stage == "deleted"
+    report = build_report(client, "normal", study=config.name)
+    assert report["num_interrupted"] == 0 and "bbbb0002" not in str(report)
     counts = client.get_run(tracker.parent_id).data.metrics
     assert counts["num_trials"] == counts["num_stopped_early"] == 1
     assert counts["num_interrupted"] == 0

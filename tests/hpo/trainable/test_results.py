@@ -45,6 +45,26 @@ def test_finished_run_finds_a_trials_complete_metrics_and_skips_half_written_one
     assert found is not None and found["run_dir"] == str(done)
 
 
+def test_unfinished_run_dirs_are_a_trials_own_stopped_attempts_only(tmp_path: Path) -> None:
+    from hpo.trainable import unfinished_run_dirs
+
+    # A trial Ray runs again after --resume removes these; it left them beside its new run.
+    stopped = tmp_path / "trial-abc-20261122-000000-aaaaaa"
+    stopped.mkdir()
+    (stopped / "train.log").write_text("epoch 1\n")
+    half = tmp_path / "trial-abc-20261122-000001-bbbbbb"
+    half.mkdir()
+    (half / "metrics.json").write_text('{"oom": fal')
+    done = tmp_path / "trial-abc-20261122-000002-cccccc"
+    done.mkdir()
+    (done / "metrics.json").write_text(json.dumps(_run(done)))
+    for other in ("trial-abcd-20261122-000000-dddddd", "trial-xyz-20261122-000000-eeeeee"):
+        (tmp_path / other).mkdir()  # another trial's, never named
+    (tmp_path / "trial-abc-notes.txt").write_text("a file, not a run")
+    assert unfinished_run_dirs(tmp_path, "abc") == [stopped, half]
+    assert unfinished_run_dirs(tmp_path, "nope") == []
+
+
 def test_final_result_reports_validation_test_and_applied_batch_sizes(tmp_path: Path) -> None:
     result = final_result(_run(tmp_path))
     assert result["val_f1"] == 0.8 and result["test_test_01_f1"] == 0.7
