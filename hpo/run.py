@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
+    from trainables.data.options import check_source_arguments
+
+    check_source_arguments(args)  # before the study is looked for or made
     study_dir = _study_dir(args)
     if args.resume:
         config = _resumed_config(study_dir, args)
@@ -218,7 +221,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     space = get_space(args.space)
     if args.smoke_test:
         space = space.smoke()
-        if args.data_dir is None and args.num_messages == _default_num_messages():
+        if args.data_dir is None and args.num_messages is None:
             args.num_messages = SMOKE_NUM_MESSAGES
     if args.epochs is not None:
         if args.epochs < 1:
@@ -402,12 +405,6 @@ def _same_store(a: str, b: str) -> bool:
     if file_a is not None and file_b is not None:
         return file_a.resolve() == file_b.resolve()
     return a.rstrip("/") == b.rstrip("/")
-
-
-def _default_num_messages() -> int:
-    from trainables.data.source import DEFAULT_SYNTHETIC_MESSAGES
-
-    return DEFAULT_SYNTHETIC_MESSAGES
 
 
 def _with_cache_dir(source: GraphSource, cache_dir: Path) -> GraphSource:

@@ -21,6 +21,7 @@ from trainables.batching.schedules import (
     LinearSchedule,
     PiecewiseSchedule,
     StepSchedule,
+    check_milestones_reached,
     schedule_from_dict,
 )
 from trainables.errors import UserError
@@ -117,6 +118,10 @@ class TrialSettings:
             _fail("safety_factor", self.safety_factor, "a number in (0, 1], e.g. 0.8")
         if not isinstance(self.schedule, _SCHEDULE_TYPES):
             _fail("schedule", self.schedule, "a schedule; build one with schedule_from_dict")
+        # Not searched (milestones are set by hand), but a trial can be given one.
+        check_milestones_reached(
+            self.schedule, self.epochs, option="schedule", epochs_option="epochs"
+        )
 
     @classmethod
     def from_params(

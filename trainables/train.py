@@ -215,6 +215,12 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     from trainables.errors import UserError
     from trainables.training import BatchTuning, TrainConfig
 
+    if args.eval_multiplier is not None and args.eval_batch_size is not None:
+        # The eval size given wins over the multiple: the multiplier would be silently ignored.
+        raise UserError(
+            f"--eval-multiplier {args.eval_multiplier:g} and --eval-batch-size"
+            f" {args.eval_batch_size} both set the eval batch size; give one of them"
+        )
     untuned = [
         option
         for option, value in (

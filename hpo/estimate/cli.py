@@ -143,6 +143,7 @@ def _resolve(
         raise UserError(
             f"--margin must be >= 1 (a SLURM time below the estimate), got {args.margin}"
         )
+    _check_gpu_counts(args)
     if args.compare is not None and args.data_dir is None:
         raise UserError("--compare names datasets under --data-dir; give --data-dir too")
     from hpo.run import DEFAULT_NUM_SAMPLES, SMOKE_NUM_MESSAGES, SMOKE_NUM_SAMPLES
@@ -150,8 +151,8 @@ def _resolve(
     from search_spaces.registry import get_space
     from trainables.batching.sizes import parse_size
     from trainables.data.cache import default_cache_dir
+    from trainables.data.layout import resolve_dataset
     from trainables.data.options import source_from_args
-    from trainables.data.source import DEFAULT_SYNTHETIC_MESSAGES
 
     sizes: dict[str, int | None] = {}
     for option, text in (
@@ -164,7 +165,7 @@ def _resolve(
     space = get_space(args.space)
     if args.smoke_test:
         space = space.smoke()
-        if args.data_dir is None and args.num_messages == DEFAULT_SYNTHETIC_MESSAGES:
+        if args.data_dir is None and args.num_messages is None:
             args.num_messages = SMOKE_NUM_MESSAGES
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
@@ -177,6 +178,8 @@ def _resolve(
         source
     ]
     for each in sources:
+        if each.dataset != args.dataset:  # a name from --compare: its errors name that option
+            resolve_dataset(args.data_dir, each.dataset, option="--compare")
         each.dataset_name  # noqa: B018 - resolves the dataset folder: a bad one fails here
     config = StudyConfig(
         space=space,
@@ -192,6 +195,33 @@ def _resolve(
         address="auto" if args.cluster else None,
     )
     return config, sources, sizes
+
+
+def _check_gpu_counts(args: argparse.Namespace) -> None:
+    """The job's GPUs, a node's and a trial's fit inside each other (a trial runs on one node):
+    counts that do not were estimated as a study whose trials never start."""
+    gpus, job = args.gpus, f"--gpus {args.gpus} (the job's GPUs, all nodes together)"
+    if gpus is None and (args.gpus_per_node is not None or args.gpus_per_trial > 1):
+        import torch
+
+        gpus = max(1, torch.cuda.device_count())  # the default, as `estimate_study` takes it
+        job = f"the job's {gpus} GPU(s) (--gpus, by default this machine's)"
+    if args.gpus_per_node is not None and args.gpus_per_node > gpus:
+        raise UserError(
+            f"--gpus-per-node {args.gpus_per_node} is more than {job}; lower --gpus-per-node"
+            " or raise --gpus"
+        )
+    if args.gpus_per_node is not None and args.gpus_per_trial > args.gpus_per_node:
+        raise UserError(
+            f"--gpus-per-trial {args.gpus_per_trial:g} is more than --gpus-per-node"
+            f" {args.gpus_per_node}: a trial's GPUs are on one node, so no trial could start;"
+            " lower --gpus-per-trial or raise --gpus-per-node"
+        )
+    if gpus is not None and args.gpus_per_trial > gpus:
+        raise UserError(
+            f"--gpus-per-trial {args.gpus_per_trial:g} is more than {job}, so no trial could"
+            " start; lower --gpus-per-trial or raise --gpus"
+        )
 
 
 def format_table(estimates: Sequence[StudyEstimate]) -> str:

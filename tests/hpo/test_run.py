@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from hpo.report import build_report
 from hpo.study import StudyConfig
+from tests.trainables.data.helpers import SOURCE_CONTRADICTIONS
 
 NUM_SAMPLES = 5
 
@@ -84,6 +85,44 @@ def test_hpo_run_with_a_file_for_study_dir_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"--study-dir {studies / 'x'}: {studies} is a file, not a folder" in result.stderr
     assert "mlflow" not in result.stderr and studies.read_text() == "notes\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        *SOURCE_CONTRADICTIONS,
+        (["--resume", "--no-cache", "--cache-dir", "c"], "--no-cache and --cache-dir c"),
+        (["--smoke-test", *SOURCE_CONTRADICTIONS[2][0]], SOURCE_CONTRADICTIONS[2][1]),
+    ],
+)
+def test_hpo_run_contradictory_options_exit_2_before_a_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from hpo.run import main
+    from trainables.cli import run_cli
+
+    studies = tmp_path / "studies"
+    if "--resume" in args:
+        args = [*args, "--study-name", "s"]  # found wrong before the study is looked for
+    assert run_cli(main, ["--space", "normal", "--study-dir", str(studies), *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert not studies.exists()
+
+
+def test_hpo_run_synthetic_options_keep_their_defaults_when_not_given(tmp_path: Path) -> None:
+    from hpo.run import SMOKE_NUM_MESSAGES, _new_config, build_parser
+    from trainables.data.source import DEFAULT_SYNTHETIC_MESSAGES
+
+    def source(*args: str) -> tuple[int, int]:
+        config = _new_config(
+            tmp_path / "s", build_parser().parse_args(["--space", "normal", *args])
+        )
+        return config.source.num_messages, config.source.seed
+
+    assert source() == (DEFAULT_SYNTHETIC_MESSAGES, 0)
+    assert source("--smoke-test") == (SMOKE_NUM_MESSAGES, 0)
+    assert source("--smoke-test", "--num-messages", "5000", "--data-seed", "3") == (5000, 3)
 
 
 def _complete_trials(db: Path) -> int:
@@ -300,8 +339,9 @@ def test_resume_refuses_options_that_contradict_the_study_and_accepts_the_same_o
     resume(*first[2:])  # the first command again, as a requeued SLURM job passes it
     resume("--smoke-test")  # its --epochs 3 left out: not a different space
     # Where graphs are cached may change: the same graphs.
-    moved = resume("--no-cache", "--cache-dir", "elsewhere").source
-    assert (moved.use_cache, moved.cache_dir) == (False, tmp_path / "elsewhere")
+    moved = resume("--cache-dir", "elsewhere").source
+    assert (moved.use_cache, moved.cache_dir) == (True, tmp_path / "elsewhere")
+    assert resume("--no-cache").source.use_cache is False
     resume("--mlflow-uri", f"sqlite:///{tmp_path / 'studies' / 'mlflow.db'}")  # the same store
     for extra, message in [
         (["--num-samples", "10"], "--num-samples: 10 (the study's: 4)"),

@@ -101,6 +101,11 @@ def test_trial_settings_from_params_accepts_integer_floats() -> None:
         ({"safety_factor": 0.0}, r"safety_factor must be a number in \(0, 1\]"),
         ({"safety_factor": 1.2}, r"safety_factor must be a number in \(0, 1\]"),
         ({"schedule": {"type": "none"}}, r"schedule must be a schedule; build one with"),
+        # Set by hand (a point to evaluate), past the last epoch (epochs 4: 0 to 3).
+        (
+            {"schedule": PiecewiseSchedule(milestones=((1, 64), (4, 128)))},
+            r"schedule: milestone 1 \[4, 128\] is never reached: epochs 4 trains epochs 0 to 3",
+        ),
     ],
 )
 def test_trial_settings_rejects_bad_values(changes: dict[str, Any], match: str) -> None:

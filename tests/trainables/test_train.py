@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainables.data.helpers import SOURCE_CONTRADICTIONS
+
 JSON_KEYS = {
     "mode",
     "size",
@@ -309,3 +311,42 @@ def test_train_names_a_bad_file_or_folder_and_exits_2(
     assert run_cli(main, args) == 2
     assert message in capsys.readouterr().err
     assert junk.read_text() == "not a checkpoint\n"
+
+
+PIECEWISE = '{"type": "piecewise", "milestones": [[2, 32], [5, 64]]}'
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Each pair was taken, one of the two silently dropped.
+        (
+            ["--tune-batch-size", "--eval-multiplier", "3", "--eval-batch-size", "32"],
+            "--eval-multiplier 3 and --eval-batch-size 32 both set the eval batch size",
+        ),
+        *SOURCE_CONTRADICTIONS,
+        # Epochs count from 0: a milestone at --epochs is never reached, and was ignored.
+        (
+            ["--epochs", "5", "--schedule", PIECEWISE],
+            "--schedule: milestone 1 [5, 64] is never reached: --epochs 5 trains epochs 0 to 4",
+        ),
+    ],
+)
+def test_train_contradictory_options_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from trainables.cli import run_cli
+    from trainables.train import main
+
+    assert run_cli(main, ["--mode", "normal", "--out", str(tmp_path / "runs"), *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_piecewise_milestone_at_the_last_epoch_is_taken() -> None:
+    from trainables.train import _config_from_args, build_parser
+
+    schedule = '{"type": "piecewise", "milestones": [[4, 64]]}'
+    args = build_parser().parse_args(["--mode", "normal", "--epochs", "5", "--schedule", schedule])
+    assert _config_from_args(args).batching.schedule.type == "piecewise"

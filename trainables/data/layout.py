@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainables.data.reader import is_capture_file
+from trainables.data.reader import CAPTURE_SUFFIXES, is_capture_file
 from trainables.errors import UserError
 
 __all__ = ["DatasetLayout", "is_test_split", "is_train_split", "resolve_dataset"]
@@ -24,6 +24,9 @@ def is_test_split(name: str) -> bool:
 @dataclass(frozen=True)
 class DatasetLayout:
     """One dataset folder: its split folders and their capture files, sorted by name.
+
+    A split folder without captures is kept (with no files): reading it is an error that names
+    it, where it used to be skipped (`--split train` read the other `train_*` folders only).
 
     Args:
         root: The dataset folder (e.g. `.../can-train-and-test/hcrl_sa`).
@@ -47,7 +50,7 @@ class DatasetLayout:
             for d in sorted(root.iterdir())
             if d.is_dir() and (is_train_split(d.name) or is_test_split(d.name))
         }
-        return cls(root=root, splits={name: files for name, files in splits.items() if files})
+        return cls(root=root, splits=splits)
 
     @property
     def name(self) -> str:
@@ -67,20 +70,37 @@ class DatasetLayout:
             names = self.train_splits if split == "train" else self.test_splits
             if not names:
                 raise UserError(
-                    f"{self.root}: no {split}_* split folder with captures "
+                    f"{self.root}: no {split}_* split folder "
                     f"(found: {', '.join(self.splits) or 'none'})"
                 )
-            return tuple(f for name in names for f in self.splits[name])
+            return tuple(f for name in names for f in self._split_files(name))
         if split not in self.splits:
             raise UserError(
                 f"--split {split}: no such split in {self.root} "
                 f"(choose train, test, or one of: {', '.join(self.splits)})"
             )
-        return self.splits[split]
+        return self._split_files(split)
+
+    def _split_files(self, name: str) -> tuple[Path, ...]:
+        if not self.splits[name]:
+            folder = self.root / name
+            contents = "is empty" if not any(folder.iterdir()) else "holds no capture file"
+            raise UserError(
+                f"split folder {folder} {contents} (captures are {', '.join(CAPTURE_SUFFIXES)});"
+                " put its captures there, or remove the folder"
+            )
+        return self.splits[name]
 
 
-def resolve_dataset(data_dir: str | Path, dataset: str | None) -> DatasetLayout:
+def resolve_dataset(
+    data_dir: str | Path, dataset: str | None, *, option: str = "--dataset"
+) -> DatasetLayout:
     """Find the dataset folder under `data_dir` (or `data_dir` itself if it holds splits).
+
+    Args:
+        data_dir: The root of the datasets (`--data-dir`), or a dataset folder itself.
+        dataset: The dataset folder's name; None when there is only one.
+        option: The option that named `dataset`, for errors (default `--dataset`).
 
     Raises:
         UserError: The folder does not exist, the dataset is not there, or several datasets
@@ -89,6 +109,10 @@ def resolve_dataset(data_dir: str | Path, dataset: str | None) -> DatasetLayout:
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise UserError(f"--data-dir {data_dir}: no such directory")
+    if not any(root.iterdir()):
+        raise UserError(
+            f"--data-dir {data_dir}: the folder is empty; expected <dataset>/<split>/<capture>.csv"
+        )
     own = DatasetLayout.scan(root)
     if dataset is None and own.splits:
         return own
@@ -102,9 +126,16 @@ def resolve_dataset(data_dir: str | Path, dataset: str | None) -> DatasetLayout:
             f"--data-dir {data_dir} holds {len(datasets)} datasets; choose one with --dataset "
             f"({', '.join(datasets) or 'none found: expected <dataset>/<split>/<capture>.csv'})"
         )
+    if dataset in candidates and dataset not in datasets:
+        folder = candidates[dataset]
+        contents = "is empty" if not any(folder.iterdir()) else "holds no split folder"
+        raise UserError(
+            f"{option} {dataset}: {folder} {contents}; a dataset holds train_* and test_* split"
+            " folders of captures (<dataset>/<split>/<capture>.csv)"
+        )
     if dataset not in datasets:
         raise UserError(
-            f"--dataset {dataset}: not found in {data_dir} "
+            f"{option} {dataset}: not found in {data_dir} "
             f"(available: {', '.join(datasets) or 'none: expected <dataset>/<split>/<file>.csv'})"
         )
     return datasets[dataset]

@@ -6,8 +6,12 @@ import argparse
 from pathlib import Path
 
 from trainables.data.source import DEFAULT_SYNTHETIC_MESSAGES, GraphSource
+from trainables.errors import UserError
 
-__all__ = ["add_source_arguments", "source_from_args"]
+__all__ = ["add_source_arguments", "check_source_arguments", "source_from_args"]
+
+# The options that shape synthetic traffic: with --data-dir, real captures are read instead.
+_SYNTHETIC_OPTIONS = (("--num-messages", "num_messages"), ("--data-seed", "data_seed"))
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,10 +35,15 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--num-messages",
         type=int,
-        default=DEFAULT_SYNTHETIC_MESSAGES,
-        help=f"synthetic traffic size ({DEFAULT_SYNTHETIC_MESSAGES})",
+        default=None,  # None: not given (an error with --data-dir), DEFAULT_SYNTHETIC_MESSAGES
+        help=f"synthetic traffic size ({DEFAULT_SYNTHETIC_MESSAGES}); not with --data-dir",
     )
-    group.add_argument("--data-seed", type=int, default=0, help="synthetic traffic seed (0)")
+    group.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,  # None: not given (an error with --data-dir), 0
+        help="synthetic traffic seed (0); not with --data-dir",
+    )
     group.add_argument(
         "--on-bad-rows",
         choices=("error", "skip"),
@@ -50,14 +59,40 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
 
 
+def check_source_arguments(args: argparse.Namespace) -> None:
+    """Options that contradict each other are an error, not one of them silently dropped.
+
+    Raises:
+        UserError: `--no-cache` with `--cache-dir`, or a synthetic-traffic option
+            (`--num-messages`, `--data-seed`) with `--data-dir`; the message names both.
+    """
+    if args.no_cache and args.cache_dir is not None:
+        raise UserError(
+            f"--no-cache and --cache-dir {args.cache_dir} contradict each other: --no-cache"
+            " neither reads nor writes a graph cache; give one of them"
+        )
+    if args.data_dir is not None:
+        for option, dest in _SYNTHETIC_OPTIONS:
+            if getattr(args, dest) is not None:
+                raise UserError(
+                    f"{option} shapes synthetic traffic, but --data-dir {args.data_dir} reads"
+                    f" real captures instead; leave out {option} (or --data-dir, for synthetic"
+                    " traffic)"
+                )
+
+
 def source_from_args(args: argparse.Namespace) -> GraphSource:
+    """The `GraphSource` of the data options (checked with `check_source_arguments`)."""
+    check_source_arguments(args)
     return GraphSource(
         data_dir=args.data_dir,
         dataset=args.dataset,
         window=args.window,
         stride=args.stride,
-        num_messages=args.num_messages,
-        seed=args.data_seed,
+        num_messages=DEFAULT_SYNTHETIC_MESSAGES
+        if args.num_messages is None
+        else args.num_messages,
+        seed=0 if args.data_seed is None else args.data_seed,
         on_bad_rows=args.on_bad_rows,
         cache_dir=args.cache_dir,
         use_cache=not args.no_cache,

@@ -76,13 +76,30 @@ class GraphSource:
                 f"--dataset {self.dataset} needs --data-dir, the folder that holds it (without"
                 " --data-dir, synthetic traffic is generated)"
             )
-        if self.data_dir is None and self.num_messages < 10 * self.window:
+        if self.data_dir is None:
+            self._check_synthetic()
+        if self.on_bad_rows not in ("error", "skip"):
+            raise UserError(f"--on-bad-rows must be 'error' or 'skip', got {self.on_bad_rows!r}")
+
+    def _check_synthetic(self) -> None:
+        # Checked here, by option: the generator's own checks name its arguments (`seed`).
+        from trainables.data.synthetic import MAX_SYNTHETIC_MESSAGES, SYNTHETIC_BYTES_PER_MESSAGE
+
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"--data-seed must be an integer >= 0, got {self.seed!r}")
+        if self.num_messages < 10 * self.window:
             raise UserError(
                 f"--num-messages must be >= 10 x --window ({10 * self.window}) for "
                 f"synthetic traffic, got {self.num_messages}"
             )
-        if self.on_bad_rows not in ("error", "skip"):
-            raise UserError(f"--on-bad-rows must be 'error' or 'skip', got {self.on_bad_rows!r}")
+        if self.num_messages > MAX_SYNTHETIC_MESSAGES:
+            peak = MAX_SYNTHETIC_MESSAGES * SYNTHETIC_BYTES_PER_MESSAGE / 1e9
+            raise UserError(
+                f"--num-messages must be at most {MAX_SYNTHETIC_MESSAGES:_} for synthetic"
+                f" traffic, got {self.num_messages:_}: the generator holds every message in"
+                f" memory (about {SYNTHETIC_BYTES_PER_MESSAGE} bytes each, {peak:.0f} GB at the"
+                " limit); for more, use real captures (--data-dir)"
+            )
 
     @property
     def is_synthetic(self) -> bool:

@@ -13,6 +13,7 @@ from trainables.batching.schedules import (
     BatchSizeSchedule,
     ConstantSchedule,
     PiecewiseSchedule,
+    check_milestones_reached,
     schedule_from_dict,
 )
 from trainables.batching.tuner import TunerSettings
@@ -158,6 +159,7 @@ class TrainConfig:
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UserError(f"{option} must be an integer >= 1, got {value!r}")
+        check_milestones_reached(self.batching.schedule, self.epochs)
         # Finite too: at --lr inf a run trained to NaN losses, saved its model and exited 0.
         if not 0 < self.learning_rate < math.inf:
             raise UserError(f"--lr must be a finite number > 0, got {self.learning_rate}")

@@ -14,7 +14,7 @@ import pytest
 
 from hpo.estimate import format_table, main
 from tests.hpo.estimate._estimates import JSON_KEYS, make_estimate, make_machinery, make_probe
-from tests.trainables.data.helpers import ctt_rows, write_csv
+from tests.trainables.data.helpers import SOURCE_CONTRADICTIONS, ctt_rows, write_csv
 from trainables.cli import run_cli
 from trainables.data.source import GraphSource
 
@@ -45,6 +45,14 @@ def test_format_table_puts_datasets_side_by_side() -> None:
         (["--space", "nope"], "unknown search space 'nope'"),
         # Refused by hpo.run: an estimate of it sized a study that cannot run.
         (["--memory-budget", "1000TiB"], "is more than the memory this process can have"),
+        # GPU counts that do not fit: estimated as a study whose trials never start.
+        (
+            ["--gpus", "2", "--gpus-per-node", "1", "--gpus-per-trial", "2"],
+            "--gpus-per-trial 2 is more than --gpus-per-node 1: a trial's GPUs are on one node",
+        ),
+        (["--gpus", "2", "--gpus-per-node", "4"], "--gpus-per-node 4 is more than --gpus 2"),
+        (["--gpus", "2", "--gpus-per-trial", "3"], "--gpus-per-trial 3 is more than --gpus 2"),
+        *SOURCE_CONTRADICTIONS,
     ],
 )
 def test_estimate_cli_says_what_is_wrong_and_exits_2(
@@ -77,6 +85,19 @@ def test_estimate_cli_refuses_data_no_trial_can_train_on(
     assert run_cli(main, ["--space", "normal", "--smoke-test", *args]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""
+
+
+def test_estimate_cli_names_compare_for_a_compared_dataset_not_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It blamed --dataset, which was not given (or named a dataset that is there).
+    (tmp_path / "d" / "train_01_x").mkdir(parents=True)
+    write_csv(tmp_path / "d" / "train_01_x" / "a.csv", ctt_rows(200))
+    for dataset in ([], ["--dataset", "d"]):
+        args = ["--data-dir", str(tmp_path), *dataset, "--compare", "nonexist", "--no-cache"]
+        assert run_cli(main, ["--space", "normal", *args]) == 2
+        err = capsys.readouterr().err
+        assert f"--compare nonexist: not found in {tmp_path} (available: d)" in err, err
 
 
 def test_estimate_cli_fails_fast_without_a_traceback() -> None:

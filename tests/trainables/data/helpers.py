@@ -12,6 +12,20 @@ from trainables.data.capture import Capture
 
 HEADER = "timestamp,arbitration_id,data_field,attack"
 
+SOURCE_CONTRADICTIONS: list[tuple[list[str], str]] = [
+    (["--no-cache", "--cache-dir", "c"], "--no-cache and --cache-dir c contradict each other"),
+    (
+        ["--data-dir", "captures", "--num-messages", "30000"],
+        "--num-messages shapes synthetic traffic, but --data-dir captures reads real captures",
+    ),
+    (
+        ["--data-dir", "captures", "--data-seed", "0"],
+        "--data-seed shapes synthetic traffic, but --data-dir captures reads real captures",
+    ),
+]
+"""Data options every entry point refuses together, and its message: one of each pair was
+silently dropped. Checked before the data is looked at (`captures` need not be there)."""
+
 
 def ctt_rows(num: int, *, seed: int = 0, num_ids: int = 6, attack_every: int = 0) -> list[str]:
     """`num` well-formed can-train-and-test rows with varying payload lengths."""

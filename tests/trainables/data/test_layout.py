@@ -43,3 +43,14 @@ def test_dataset_layout_without_test_split(tmp_path: Path) -> None:
     touch(tmp_path / "a" / "train_01" / "x.csv")
     with pytest.raises(UserError, match="no test_\\* split folder"):
         DatasetLayout.scan(tmp_path / "a").files("test")
+
+
+def test_dataset_layout_keeps_an_empty_split_folder_and_names_it(tmp_path: Path) -> None:
+    touch(tmp_path / "a" / "train_01" / "x.csv")
+    (tmp_path / "a" / "train_02").mkdir()
+    layout = resolve_dataset(tmp_path, None)
+    assert layout.train_splits == ("train_01", "train_02")
+    assert [f.name for f in layout.files("train_01")] == ["x.csv"]
+    for split in ("train", "train_02"):
+        with pytest.raises(UserError, match=r"split folder .*a/train_02 is empty"):
+            layout.files(split)

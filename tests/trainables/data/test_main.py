@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainables.data.helpers import ctt_rows, write_csv
+from tests.trainables.data.helpers import SOURCE_CONTRADICTIONS, ctt_rows, write_csv
 from tests.trainables.data.test_source import make_dataset
 
 JSON_KEYS = {
@@ -100,3 +100,66 @@ def test_build_real_hcrl_sa(shared_data: Path, tmp_path: Path) -> None:
     # once each.
     assert 6200 <= summary["num_graphs"] <= 6350
     assert summary["num_node_features"] == 11
+
+
+def _build_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """`trainables.data build ARGS` run in this process; asserts exit 2 and returns stderr."""
+    from trainables.cli import run_cli
+    from trainables.data.__main__ import main
+
+    assert run_cli(main, ["build", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    return captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        *SOURCE_CONTRADICTIONS,
+        # The generator's own checks named its arguments: "seed must be an integer >= 0".
+        (["--data-seed", "-1"], "--data-seed must be an integer >= 0, got -1"),
+        (
+            ["--num-messages", str(10**12)],
+            "--num-messages must be at most 1_000_000_000 for synthetic traffic, got"
+            " 1_000_000_000_000: the generator holds every message in memory",
+        ),
+    ],
+)
+def test_build_contradictory_or_out_of_range_options_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert message in _build_in_process([*args, "--window", "50"], capsys)
+    assert not Path("c").exists()
+
+
+def test_build_names_an_empty_dataset_or_split_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An empty split folder was skipped (--split train read the other train_* folder), or
+    # reported as missing ("no such split", "--dataset empty: not found").
+    root = make_dataset(tmp_path / "d")
+    (root / "set_01" / "train_03_empty").mkdir()
+    (root / "set_01" / "test_02_notes").mkdir()
+    (root / "set_01" / "test_02_notes" / "README.txt").write_text("to come\n")
+    (root / "bare").mkdir()
+    (root / "empty" / "train_01_attack_free").mkdir(parents=True)
+    (tmp_path / "none").mkdir()
+    empty = f"split folder {root / 'set_01' / 'train_03_empty'} is empty"
+    for args, message in [
+        (["--dataset", "set_01"], empty),  # --split train
+        (["--dataset", "set_01", "--split", "train_03_empty"], empty),
+        (
+            ["--dataset", "empty"],
+            f"split folder {root / 'empty' / 'train_01_attack_free'} is empty",
+        ),
+        (["--dataset", "bare"], f"--dataset bare: {root / 'bare'} is empty"),
+    ]:
+        err = _build_in_process(["--data-dir", str(root), *args, "--no-cache"], capsys)
+        assert message in err, (args, err)
+    (root / "set_01" / "train_03_empty").rmdir()
+    args = ["--data-dir", str(root), "--dataset", "set_01", "--split", "test", "--no-cache"]
+    err = _build_in_process(args, capsys)
+    assert f"split folder {root / 'set_01' / 'test_02_notes'} holds no capture file" in err
+    err = _build_in_process(["--data-dir", str(tmp_path / "none"), "--no-cache"], capsys)
+    assert f"--data-dir {tmp_path / 'none'}: the folder is empty" in err

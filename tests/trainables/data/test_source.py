@@ -132,6 +132,9 @@ def test_load_split_unknown_split(tmp_path: Path) -> None:
         ({"stride": -1}, "--stride must be an integer >= 1"),
         ({"num_messages": 10}, "--num-messages must be >= 10 x --window"),
         ({"on_bad_rows": "drop"}, "--on-bad-rows must be 'error' or 'skip'"),
+        # The generator's checks named its own arguments ("seed must be ...").
+        ({"seed": -1}, "--data-seed must be an integer >= 0, got -1"),
+        ({"num_messages": 10**12}, "--num-messages must be at most 1_000_000_000 for synthetic"),
     ],
 )
 def test_graph_source_validates(kwargs: dict[str, object], message: str) -> None:

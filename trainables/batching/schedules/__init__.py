@@ -16,6 +16,7 @@ from trainables.batching.schedules.kinds import (
     LinearSchedule,
     PiecewiseSchedule,
     StepSchedule,
+    check_milestones_reached,
 )
 from trainables.batching.schedules.parse import parse_schedule, schedule_from_dict
 
@@ -27,6 +28,7 @@ __all__ = [
     "LinearSchedule",
     "PiecewiseSchedule",
     "StepSchedule",
+    "check_milestones_reached",
     "log_batch_size_change",
     "parse_schedule",
     "schedule_from_dict",

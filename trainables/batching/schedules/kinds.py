@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from trainables.batching.lr_scaling import LrScaling, scale_learning_rate
+from trainables.errors import UserError
 
 __all__ = [
     "BatchSizeSchedule",
@@ -17,6 +18,7 @@ __all__ = [
     "LinearSchedule",
     "PiecewiseSchedule",
     "StepSchedule",
+    "check_milestones_reached",
 ]
 
 
@@ -224,6 +226,44 @@ class PiecewiseSchedule(_Schedule):
                 break
             size = batch_size
         return size
+
+
+def check_milestones_reached(
+    schedule: _Schedule,
+    num_epochs: int,
+    *,
+    option: str = "--schedule",
+    epochs_option: str = "--epochs",
+) -> None:
+    """A piecewise milestone at or past `num_epochs` is never reached (epochs count from 0, so
+    the last is `num_epochs - 1`): an error, not a schedule that silently does less.
+
+    Args:
+        schedule: Any schedule; only a `PiecewiseSchedule` has milestones.
+        num_epochs: The epochs the run trains (>= 1).
+        option: What set the schedule, for the message (default `--schedule`).
+        epochs_option: What set `num_epochs`, for the message (default `--epochs`).
+
+    Raises:
+        UserError: Naming the first milestone never reached, and both options.
+
+    Example:
+        >>> check_milestones_reached(PiecewiseSchedule(milestones=[(4, 128)]), 5)
+        >>> check_milestones_reached(PiecewiseSchedule(milestones=[(5, 128)]), 5)
+        Traceback (most recent call last):
+        ...
+        trainables.errors.UserError: --schedule: milestone 0 [5, 128] is never reached: \
+--epochs 5 trains epochs 0 to 4 (epochs count from 0); start it before epoch 5, or raise --epochs
+    """
+    if not isinstance(schedule, PiecewiseSchedule):
+        return
+    for i, (epoch, batch_size) in enumerate(schedule.milestones):
+        if epoch >= num_epochs:
+            raise UserError(
+                f"{option}: milestone {i} [{epoch}, {batch_size}] is never reached:"
+                f" {epochs_option} {num_epochs} trains epochs 0 to {num_epochs - 1} (epochs"
+                f" count from 0); start it before epoch {num_epochs}, or raise {epochs_option}"
+            )
 
 
 BatchSizeSchedule = Annotated[

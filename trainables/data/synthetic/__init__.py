@@ -12,6 +12,7 @@ from trainables.data.synthetic._attacks import ATTACK_KINDS, AttackKind
 from trainables.data.synthetic._generate import (
     MAX_SYNTHETIC_MESSAGES,
     SPLIT_FRACTIONS,
+    SYNTHETIC_BYTES_PER_MESSAGE,
     SyntheticConfig,
     generate_capture,
     synthetic_splits,
@@ -30,6 +31,7 @@ __all__ = [
     "MAX_SYNTHETIC_MESSAGES",
     "QUANTITIES",
     "SPLIT_FRACTIONS",
+    "SYNTHETIC_BYTES_PER_MESSAGE",
     "SYNTHETIC_SPLITS",
     "AttackKind",
     "FrameSpec",

@@ -25,9 +25,10 @@ from trainables.data.synthetic._vehicle import FrameSpec, SyntheticVehicle
 from trainables.errors import UserError
 
 __all__ = ["MAX_SYNTHETIC_MESSAGES", "SPLIT_FRACTIONS", "SyntheticConfig", "generate_capture"]
-__all__ += ["synthetic_splits"]
+__all__ += ["SYNTHETIC_BYTES_PER_MESSAGE", "synthetic_splits"]
 
 MAX_SYNTHETIC_MESSAGES = 1_000_000_000
+SYNTHETIC_BYTES_PER_MESSAGE = 26  # a merged capture's columns, per message (see above)
 MAX_ATTACK_FRACTION = 0.9
 # Share of `num_messages` per split of `synthetic_splits`; train_02 takes the rounding rest.
 SPLIT_FRACTIONS: dict[str, float] = {

@@ -17,8 +17,10 @@ from trainables.batching.schedules import (
     LinearSchedule,
     PiecewiseSchedule,
     StepSchedule,
+    check_milestones_reached,
     kinds,
 )
+from trainables.errors import UserError
 
 
 def test_step_schedule_multiplies_every_step_size_epochs() -> None:
@@ -145,6 +147,16 @@ def test_piecewise_schedule_never_passes_the_tuned_maximum(
     assert all(
         1 <= size <= tuned_max for size in schedule.sizes_for_epochs(initial, 110, tuned_max)
     )
+
+
+def test_a_piecewise_milestone_past_the_last_epoch_is_never_reached() -> None:
+    schedule = PiecewiseSchedule(milestones=((2, 128), (5, 256)))
+    check_milestones_reached(schedule, 6)  # epochs 0 to 5: the last one is reached
+    check_milestones_reached(StepSchedule(step_size=9, gamma=2), 5)  # only milestones count
+    with pytest.raises(
+        UserError, match=r"^--schedule: milestone 1 \[5, 256\] is never reached: --epochs 5"
+    ):
+        check_milestones_reached(schedule, 5)
 
 
 def test_schedules_docstring_examples_run() -> None:
