@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -350,3 +351,73 @@ def test_train_piecewise_milestone_at_the_last_epoch_is_taken() -> None:
     schedule = '{"type": "piecewise", "milestones": [[4, 64]]}'
     args = build_parser().parse_args(["--mode", "normal", "--epochs", "5", "--schedule", schedule])
     assert _config_from_args(args).batching.schedule.type == "piecewise"
+
+
+def _saved_run(out: Path) -> dict[str, object]:
+    """A finished run's config.json, as `trainables.train` writes it (the keys a replay reads)."""
+    return {
+        "mode": "normal",
+        "size": "student",
+        "epochs": 2,
+        "batch_size": None,
+        "train_batch_size": 32,
+        "batch_sizes_per_epoch": [32, 32],
+        "eval_batch_size": 64,
+        "learning_rate": 0.001,
+        "seed": 0,
+        "val_fraction": 0.2,
+        "kd_temperature": 4.0,
+        "kd_alpha": 0.7,
+        "out_dir": str(out),
+        "memory_budget_bytes": None,
+        "prerequisites": {},
+        "batching": {"schedule": {"type": "none"}},
+        "source": {
+            **dict(data_dir=None, dataset=None, window=100, stride=None, num_messages=30000),
+            **dict(seed=0, on_bad_rows="error", cache_dir=None, use_cache=True),
+        },
+    }
+
+
+def test_train_config_file_errors_name_the_file_and_its_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They named the options (--epochs, --window, --teacher), which the command line had not.
+    from trainables.cli import run_cli
+    from trainables.train import main
+    from trainables.training import TrainConfig
+
+    saved = _saved_run(tmp_path / "runs")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(saved))
+    assert TrainConfig.reproducing(config).epochs == 2  # the file as a run writes it
+    source = saved["source"]
+    assert isinstance(source, dict)
+    damages: list[tuple[dict[str, Any], str]] = [
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"learning_rate": -1}, "learning_rate must be a finite number > 0, got -1"),
+        ({"size": "huge"}, "size: unknown model size 'huge'"),
+        ({"source": {**source, "window": 1}}, "source.window must be an integer >= 2, got 1"),
+        (
+            {"source": {**source, "num_messages": 10}},
+            "source.num_messages must be >= 10 x source.window (1000)",
+        ),
+        ({"source": {**source, "seed": -1}}, "source.seed must be an integer >= 0, got -1"),
+        (
+            {"source": {**source, "data_dir": "/no/such/data"}},
+            "source.data_dir /no/such/data: no such directory",
+        ),
+        (
+            {"mode": "kd", "prerequisites": {"teacher": "/no/teacher/model.pt"}},
+            "prerequisites.teacher /no/teacher/model.pt: no such file or folder",
+        ),
+        ({"batch_sizes_per_epoch": [32, 0]}, "batch_sizes_per_epoch must be a list of integers"),
+        ({"batching": {"schedule": {"type": "step"}}}, "batching.schedule: invalid batch-size"),
+    ]
+    for damage, message in damages:
+        config.write_text(json.dumps({**saved, **damage}))
+        assert run_cli(main, ["--config", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert f"error: --config {config}: {message}" in err, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

@@ -21,6 +21,7 @@ from trainables.data.source import GraphSource
 from trainables.errors import UserError
 from trainables.models import ModelSize, check_model_size
 from trainables.training.names import MODES, OOM_STAGES, Mode, OomStage
+from trainables.training.replay import naming_config_keys
 
 __all__ = ["MODES", "OOM_STAGES", "BatchTuning", "Mode", "OomStage", "RunResult", "TrainConfig"]
 
@@ -148,7 +149,10 @@ class TrainConfig:
         if self.mode not in MODES:
             raise UserError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.size is not None:
-            check_model_size(self.size)
+            try:
+                check_model_size(self.size)
+            except UserError as err:
+                raise UserError(f"--size: {err}") from None
         if self.mode == "kd" and self.size == "teacher":
             raise UserError("--mode kd trains a student from a teacher; use --size student")
         for option, value in (
@@ -170,6 +174,8 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             # Lightning's and NumPy's seeds are unsigned: -1 was a ValueError traceback.
             raise UserError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.kd_alpha <= 1.0:
             raise UserError(f"--kd-alpha must be in [0, 1], got {self.kd_alpha}")
 
@@ -201,8 +207,9 @@ class TrainConfig:
             )
         try:
             schedule = schedule_from_dict(
-                saved["batching"]["schedule"], option="--config schedule"
+                saved["batching"]["schedule"], option="batching.schedule"
             )
+            _check_saved_sizes(sizes, saved["epochs"])
             changes = [(e, s) for e, s in enumerate(sizes) if e > 0 and s != sizes[e - 1]]
             used: BatchSizeSchedule = ConstantSchedule(lr_scaling=schedule.lr_scaling)
             if changes:
@@ -211,12 +218,23 @@ class TrainConfig:
                     cap_at_tuned_max=False,
                     lr_scaling=schedule.lr_scaling,
                 )
-            return cls._from_saved(saved, sizes, used, out_dir)
+            config = cls._from_saved(saved, sizes, used, out_dir)
+            # The data and the models it depended on are there, or the file names them wrong:
+            # found now, so that the message names the file's key, not the option.
+            config.source.dataset_name  # noqa: B018 - resolves the dataset folder
+            for role in ("teacher", "vgae", "gat"):
+                model = getattr(config, role)
+                if model is not None and not model.exists():
+                    raise UserError(f"--{role} {model}: no such file or folder")
+            return config
         except (KeyError, TypeError, AttributeError) as err:
             # A field missing or of the wrong type (a hand-edited or another tool's file).
             raise UserError(
                 f"--config {path}: not a run's config.json ({type(err).__name__}: {err})"
             ) from None
+        except UserError as err:
+            # The checks name the options that set a value; here the file's key set it.
+            raise UserError(naming_config_keys(str(err), config_file)) from None
 
     @classmethod
     def _from_saved(
@@ -254,6 +272,22 @@ class TrainConfig:
             val_fraction=saved["val_fraction"],
             # The run's budget again, so that a run that ran out of memory does again.
             batching=BatchTuning(schedule=used, memory_budget=saved.get("memory_budget_bytes")),
+        )
+
+
+def _check_saved_sizes(sizes: object, epochs: object) -> None:
+    """The batch sizes a run used, one per epoch, are integers >= 1 (a pydantic traceback
+    before) and no more than its epochs."""
+    if not (
+        isinstance(sizes, list)
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes)
+    ):
+        raise UserError(
+            f"batch_sizes_per_epoch must be a list of integers >= 1, one per epoch, got {sizes!r}"
+        )
+    if isinstance(epochs, int) and epochs >= 1 and len(sizes) > epochs:
+        raise UserError(
+            f"batch_sizes_per_epoch holds {len(sizes)} sizes, more than --epochs ({epochs})"
         )
 
 
