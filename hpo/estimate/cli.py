@@ -137,8 +137,9 @@ def _resolve(
             raise UserError(f"{option} must be an integer >= 1, got {value}")
     if not args.cpus_per_trial > 0:
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
-    if not args.gpus_per_trial >= 0:
-        raise UserError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    from hpo.study.config import check_gpus_per_trial
+
+    check_gpus_per_trial(args.gpus_per_trial)
     if not (args.margin >= 1 and math.isfinite(args.margin)):
         raise UserError(
             f"--margin must be >= 1 (a SLURM time below the estimate), got {args.margin}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -11,11 +12,30 @@ from search_spaces.base import SearchSpace
 from trainables.data.source import GraphSource
 from trainables.errors import UserError
 
-__all__ = ["EXPERIMENT_NAME", "SCHEDULERS", "Scheduler", "StudyConfig", "StudyPaths"]
+__all__ = [
+    "EXPERIMENT_NAME",
+    "SCHEDULERS",
+    "Scheduler",
+    "StudyConfig",
+    "StudyPaths",
+    "check_gpus_per_trial",
+]
 
 Scheduler = Literal["none", "asha"]
 SCHEDULERS: tuple[Scheduler, ...] = ("none", "asha")
 EXPERIMENT_NAME = "trials"  # the Ray Tune experiment's folder under `ray/`
+
+
+def check_gpus_per_trial(gpus: float) -> None:
+    """`--gpus-per-trial`: >= 0, and a whole number above 1 (a fraction of one GPU packs trials
+    on it; Ray refuses a trial "GPU resource quantities >1" that are not whole numbers)."""
+    if not (gpus >= 0 and math.isfinite(gpus)):
+        raise UserError(f"--gpus-per-trial must be a number >= 0, got {gpus}")
+    if gpus > 1 and not float(gpus).is_integer():
+        raise UserError(
+            f"--gpus-per-trial {gpus:g}: above 1 it must be a whole number of GPUs (a fraction"
+            " of one GPU, such as 0.5, shares it between trials)"
+        )
 
 
 @dataclass(frozen=True)
@@ -126,8 +146,7 @@ class StudyConfig:
                 raise UserError(f"{option} must be an integer >= {minimum}, got {value!r}")
         if not self.cpus_per_trial > 0:
             raise UserError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
-        if not self.gpus_per_trial >= 0:
-            raise UserError(f"--gpus-per-trial must be >= 0, got {self.gpus_per_trial}")
+        check_gpus_per_trial(self.gpus_per_trial)
         if self.scheduler not in SCHEDULERS:
             raise UserError(
                 f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"

@@ -172,7 +172,9 @@ def test_study_config_round_trips_through_study_json(tmp_path: Path) -> None:
         ({"num_samples": 0}, "--num-samples must be an integer >= 1, got 0"),
         ({"max_concurrent": 0}, "--max-concurrent must be an integer >= 1"),
         ({"cpus_per_trial": 0}, "--cpus-per-trial must be > 0"),
-        ({"gpus_per_trial": -1}, "--gpus-per-trial must be >= 0"),
+        ({"gpus_per_trial": -1}, "--gpus-per-trial must be a number >= 0"),
+        # Ray: "GPU resource quantities >1 must be whole numbers", once a trial starts.
+        ({"gpus_per_trial": 1.5}, "--gpus-per-trial 1.5: above 1 it must be a whole number"),
         ({"scheduler": "pbt"}, "--scheduler must be one of none, asha"),
         ({"memory_budget": 0}, "--memory-budget must be > 0"),
         # A traceback from NumPy's split, in hpo.run and hpo.estimate alike.
