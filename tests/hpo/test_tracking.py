@@ -113,6 +113,7 @@ def test_study_tracked_on_a_real_mlflow_server(
     assert version.run_id == best.info.run_id
     # Resuming the finished study registers nothing new: a study has one version. It says the
     # study had finished (it said "2 trials of space autoencoder ... (resumed)" and ran none).
+    caplog.clear()  # the first run's lines too, where an earlier test set hpo.run to INFO
     with caplog.at_level(logging.INFO, logger="hpo.run"):
         again = run_study(config, resume=True)
     study_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("study ")]
