@@ -10,7 +10,7 @@ from ray.tune import Callback
 
 from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
 
-__all__ = ["OneLineTrialErrors", "StudyProgress", "describe_config"]
+__all__ = ["NoRayResumeHint", "OneLineTrialErrors", "StudyProgress", "describe_config"]
 
 logger = logging.getLogger("hpo.run")
 
@@ -39,7 +39,19 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-class OneLineTrialErrors(logging.Filter):
+class _RayLogFilter(logging.Filter):
+    """A filter on one of Ray's loggers (`LOGGER`), installed once (`install`)."""
+
+    LOGGER = ""
+
+    @classmethod
+    def install(cls) -> None:
+        target = logging.getLogger(cls.LOGGER)
+        if not any(isinstance(f, cls) for f in target.filters):
+            target.addFilter(cls())
+
+
+class OneLineTrialErrors(_RayLogFilter):
     """Ray Tune's "Trial task failed for trial X" as one line, its exception's last line added
     and its traceback left out: a failed attempt printed ~50 lines on stderr. The traceback is
     in the trial's `error.txt`, which `StudyProgress` names when the trial has failed for good.
@@ -58,11 +70,17 @@ class OneLineTrialErrors(logging.Filter):
             record.exc_text = None
         return True
 
-    @classmethod
-    def install(cls) -> None:
-        target = logging.getLogger(cls.LOGGER)
-        if not any(isinstance(f, cls) for f in target.filters):
-            target.addFilter(cls())
+
+class NoRayResumeHint(_RayLogFilter):
+    """Drops Ray Tune's "Experiment has been interrupted ... Resume experiment with:
+    Tuner.restore(path=..., trainable=...)": a study resumes with `hpo.run --resume` (it keeps
+    the study's settings, Optuna and MLflow state), whose command the driver logs itself.
+    Install on Ray's `tune` logger (`install`)."""
+
+    LOGGER = "ray.tune.tune"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Experiment has been interrupted")
 
 
 def _count_finished(trials: list, trial: Any) -> int:

@@ -41,9 +41,10 @@ def run_study(config: StudyConfig, *, resume: bool = False) -> dict[str, Any]:
     # An OOM trial without an earlier value reports the worst value (-inf) on purpose; Ray's
     # TensorBoard logger warns about each one.
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
-    from hpo.callbacks import OneLineTrialErrors
+    from hpo.callbacks import NoRayResumeHint, OneLineTrialErrors
 
     OneLineTrialErrors.install()
+    NoRayResumeHint.install()
     config = _with_absolute_paths(config)
     from hpo.prepare import prepare_data
     from hpo.tracking import check_tracking_uri

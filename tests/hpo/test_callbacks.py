@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from hpo.callbacks import OneLineTrialErrors, StudyProgress
+from hpo.callbacks import NoRayResumeHint, OneLineTrialErrors, StudyProgress
 
 
 def test_a_failed_trial_attempt_is_one_line_without_its_traceback() -> None:
@@ -32,6 +32,24 @@ def test_a_failed_trial_attempt_is_one_line_without_its_traceback() -> None:
     assert lines[0] == "Trial task failed for trial train_trial_597757c7: ValueError: injected"
     assert lines[1] == "another error"
     assert lines[2].startswith("Traceback")
+
+
+def test_rays_tuner_restore_hint_is_dropped_for_the_studys_own() -> None:
+    NoRayResumeHint.install()
+    ray_logger = logging.getLogger(NoRayResumeHint.LOGGER)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    ray_logger.addHandler(handler)
+    try:
+        # As `ray.tune.tune.run` logs it when a study is stopped.
+        ray_logger.warning(
+            "Experiment has been interrupted, but the most recent state was saved.\n"
+            'Resume experiment with: Tuner.restore(path="/s/ray/trials", trainable=...)'
+        )
+        ray_logger.warning("Total run time: 12.00 seconds")  # left as it is
+    finally:
+        ray_logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == ["Total run time: 12.00 seconds"]
 
 
 def test_a_trial_the_scheduler_stopped_is_logged_as_stopped_not_complete(
