@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.searcher import OOM_STAGE_KEY, end_state
-from hpo.states import TRIAL_STATES, counts_line, num_ended
+from hpo.states import TRIAL_STATES, counts_line
 
 if TYPE_CHECKING:
     from ray.tune import ResultGrid
@@ -34,7 +34,6 @@ __all__ = [
     "fail_orphaned_trials",
     "finite",
     "format_table",
-    "num_ended",
     "remove_abandoned_runs",
     "summarise",
     "trial_row",
@@ -163,15 +162,10 @@ def remove_abandoned_runs(config: StudyConfig, summary: dict[str, Any]) -> list[
     """
     import shutil
 
-    from hpo.trainable.results import unfinished_run_dirs
+    from hpo.trainable.results import abandoned_run_dirs
 
     known = {row["trial_id"] for row in summary["trials"]}
-    runs = config.paths.runs
-    # `trial-<id>-<time>-<random>`: an id holds no "-".
-    others = {p.name.split("-")[1] for p in runs.glob("trial-*-*") if p.is_dir()} - known
-    removed = [
-        run_dir for trial_id in sorted(others) for run_dir in unfinished_run_dirs(runs, trial_id)
-    ]
+    removed = abandoned_run_dirs(config.paths.runs, known)
     for run_dir in removed:
         logger.info(
             "%s: a trial started by a driver killed before Ray saved it, never to run: removed",

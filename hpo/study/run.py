@@ -122,7 +122,8 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if started_ray:
             ray.shutdown()
-    from hpo.summary import fail_orphaned_trials, num_ended, remove_abandoned_runs, summarise
+    from hpo.states import num_ended
+    from hpo.summary import fail_orphaned_trials, remove_abandoned_runs, summarise
 
     summary = summarise(config, results)
     complete = num_ended(summary) >= config.num_samples
@@ -145,7 +146,8 @@ def _run_locked(config: StudyConfig, *, resume: bool) -> dict[str, Any]:
 def _num_ended_before(config: StudyConfig, tuner: Any) -> int:
     """The trials of a restored Ray experiment that had ended; 0 for a new experiment (a
     resumed study whose driver stopped before Ray saved anything)."""
-    from hpo.summary import num_ended, summarise
+    from hpo.states import num_ended
+    from hpo.summary import summarise
 
     try:
         results = tuner.get_results()

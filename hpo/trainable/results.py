@@ -1,7 +1,7 @@
 """What a trial reports to Ray: a result per epoch (`epoch_result`, sent by the `reporter`
 callback), the last result of a trial that trained to the end (`final_result`), the run of a
 trial that ended before the study was interrupted (`finished_run`), and the folders its stopped
-attempts left (`unfinished_run_dirs`)."""
+attempts left (`unfinished_run_dirs`), or trials no resume will run (`abandoned_run_dirs`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TrialReports",
+    "abandoned_run_dirs",
     "epoch_result",
     "final_result",
     "finished_run",
@@ -174,6 +175,15 @@ def unfinished_run_dirs(runs_dir: Path, trial_id: str) -> list[Path]:
     """The run folders of `trial_id` that hold no ended run: left by an attempt that was
     stopped (a driver stopped or killed, then `--resume`) or failed. Never another trial's."""
     return [path for path in _trial_run_dirs(runs_dir, trial_id) if _ended_run(path) is None]
+
+
+def abandoned_run_dirs(runs_dir: Path, known: set[str]) -> list[Path]:
+    """The run folders that hold no ended run, of trials none of `known` (trial ids)."""
+    return [
+        path
+        for path in _trial_run_dirs(runs_dir, "*")
+        if path.name.split("-")[1] not in known and _ended_run(path) is None
+    ]
 
 
 def _trial_run_dirs(runs_dir: Path, trial_id: str) -> list[Path]:
