@@ -10,7 +10,13 @@ from ray.tune import Callback
 
 from hpo.searcher import OOM_STAGE_KEY, end_state, is_oom_result
 
-__all__ = ["NoRayResumeHint", "OneLineTrialErrors", "StudyProgress", "describe_config"]
+__all__ = [
+    "NoRayResumeHint",
+    "NoRayTokenNotice",
+    "OneLineTrialErrors",
+    "StudyProgress",
+    "describe_config",
+]
 
 logger = logging.getLogger("hpo.run")
 
@@ -81,6 +87,20 @@ class NoRayResumeHint(_RayLogFilter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Experiment has been interrupted")
+
+
+class NoRayTokenNotice(_RayLogFilter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster. Set
+    RAY_AUTH_MODE=disabled to opt out ...", which a new local instance prints unformatted on
+    every start: the driver's own "Ray dashboard: ..." line says how to sign in with the token,
+    and turning authentication off is not advice this project gives. Ray's warnings of an
+    authentication failure or a missing token pass. Install on Ray's token-setup logger
+    (`install`)."""
+
+    LOGGER = "ray._private.authentication.authentication_token_setup"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Token authentication is enabled for this Ray")
 
 
 def _count_finished(trials: list, trial: Any) -> int:

@@ -183,6 +183,9 @@ def init_ray(address: str | None, *, dashboard_host: str | None) -> None:
     """
     import ray
 
+    from hpo.callbacks import NoRayTokenNotice
+
+    NoRayTokenNotice.install()
     warning = exposure_warning(dashboard_host)
     if warning:
         logger.warning(warning)

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from hpo.callbacks import NoRayResumeHint, OneLineTrialErrors, StudyProgress
+from hpo.callbacks import NoRayResumeHint, NoRayTokenNotice, OneLineTrialErrors, StudyProgress
 
 
 def test_a_failed_trial_attempt_is_one_line_without_its_traceback() -> None:
@@ -50,6 +50,24 @@ def test_rays_tuner_restore_hint_is_dropped_for_the_studys_own() -> None:
     finally:
         ray_logger.removeHandler(handler)
     assert stream.getvalue().splitlines() == ["Total run time: 12.00 seconds"]
+
+
+def test_rays_token_notice_is_dropped_and_its_other_warnings_pass() -> None:
+    from ray._private.authentication import authentication_token_setup as token_setup
+
+    NoRayTokenNotice.install()
+    ray_logger = logging.getLogger(NoRayTokenNotice.LOGGER)
+    assert ray_logger is token_setup.logger
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    ray_logger.addHandler(handler)
+    try:
+        token_setup._warn_token_auth_enabled()  # what ray.init logs for a new local instance
+        token_setup._warn_token_auth_disabled()
+    finally:
+        ray_logger.removeHandler(handler)
+    (line,) = stream.getvalue().splitlines()
+    assert line.startswith("Token authentication is disabled for this Ray cluster.")
 
 
 def test_a_trial_the_scheduler_stopped_is_logged_as_stopped_not_complete(
