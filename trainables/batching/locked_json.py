@@ -4,7 +4,10 @@ Updates hold an exclusive `fcntl.flock` on a lock file beside the data file for 
 read-modify-write, and replace the data file atomically (temporary file, fsync, `os.replace`), so
 a reader that takes no lock still sees either the old or the new complete file. flock locks
 belong to an open file, so they exclude threads of one process as well as other processes.
-Linux/macOS only, on a local file system (flock over NFS depends on the mount).
+Linux/macOS only. On a shared file system flock works across nodes where the mount supports it
+(NFSv4; Lustre mounted with `-o flock`). Where it fails (`noflock` Lustre, `nolock` NFS), updates
+go on unlocked, with one warning per folder: every file is still replaced whole, but two
+processes that update the same file at the same moment may lose one of the two updates.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -25,6 +29,8 @@ __all__ = ["LockedJsonFile", "canonical_key", "file_lock"]
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
@@ -34,11 +40,31 @@ def file_lock(path: Path) -> Iterator[None]:
         path: The lock file; its folder must exist.
     """
     with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError as err:  # ENOLCK, ENOSYS, EOPNOTSUPP: a mount without locks
+            _warn_unlocked(path, err)
+            yield
+            return
         try:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+_warned_unlocked: set[Path] = set()
+
+
+def _warn_unlocked(path: Path, err: OSError) -> None:
+    """One warning per folder and process that its lock files cannot be locked."""
+    if path.parent not in _warned_unlocked:
+        _warned_unlocked.add(path.parent)
+        logger.warning(
+            "%s cannot be locked (%s): its files are updated unlocked; a concurrent update"
+            " may be lost (mount the file system with locks, e.g. Lustre's -o flock)",
+            path.parent,
+            err.strerror or err,
+        )
 
 
 def canonical_key(key: object) -> str:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import doctest
+import errno
 import fcntl
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +103,32 @@ def test_file_lock_excludes_other_open_files(tmp_path: Path) -> None:
         fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     with lock_path.open("a") as other:
         fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_mount_without_locks_updates_unlocked_and_warns_once_per_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Lustre mounted `noflock` (ENOSYS) or NFS `nolock` (ENOLCK): a trial's frontier memo and
+    # factor store crashed it with the OSError.
+    real_flock = fcntl.flock
+
+    def no_locks(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_EX:
+            raise OSError(errno.ENOSYS, "Function not implemented")
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(locked_json, "_warned_unlocked", set())
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    store = LockedJsonFile(tmp_path / "shared" / "counts.json", format_name="demo")
+    with caplog.at_level(logging.WARNING, logger=locked_json.__name__):
+        store.update(lambda entries: entries.setdefault("runs", 0))
+        store.update(lambda entries: entries.__setitem__("runs", entries["runs"] + 1))
+        with file_lock(tmp_path / "shared" / "other.lock"):
+            pass
+    assert store.read() == {"runs": 1}
+    (record,) = caplog.records
+    assert record.getMessage().startswith(f"{tmp_path / 'shared'} cannot be locked")
+    assert "Function not implemented" in record.getMessage()
 
 
 def test_canonical_key_is_stable_json_of_the_fields() -> None:
