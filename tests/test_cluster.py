@@ -368,6 +368,8 @@ elif [[ $1 == - ]]; then
 elif [[ $1 == -m && $2 == hpo.run ]]; then
   if [[ -n ${{FAKE_RUN_WAITS:-}} ]]; then  # until a signal, which it takes a moment to act on
     trap 'sleep 0.5; echo "run got USR1" >> {log}; exit 130' USR1
+    trap 'sleep 0.5; echo "run got TERM" >> {log}; exit 130' TERM
+    trap 'sleep 0.5; echo "run got INT" >> {log}; exit 130' INT  # ignored: a background job
     echo "run waiting" >> {log}
     for _ in $(seq 600); do sleep 0.1; done
   fi
@@ -499,9 +501,16 @@ def test_sbatch_continues_the_study_of_a_requeued_job(
     assert ("the study continues (--resume)" in result.stderr) == (resumed and restarts == "1")
 
 
-def test_sbatch_passes_usr1_to_the_study_and_stops_ray_after_it(fake_slurm: Path) -> None:
-    # SLURM's --signal=B:USR1@180 reaches the script before the time limit: the driver must
-    # get it (Ray Tune stops gently on SIGUSR1) and end before Ray is stopped under it.
+@pytest.mark.parametrize(
+    ("signum", "received"),
+    [(signal.SIGUSR1, "USR1"), (signal.SIGTERM, "TERM"), (signal.SIGINT, "TERM")],
+)
+def test_sbatch_passes_signals_to_the_study_and_stops_ray_after_it(
+    fake_slurm: Path, signum: signal.Signals, received: str
+) -> None:
+    # SLURM's --signal=B:USR1@180 reaches the script before the time limit, scancel's SIGTERM
+    # at it: the driver must get it (Ray Tune stops gently) and end before Ray is stopped
+    # under it. The driver, a background job, ignores SIGINT: it gets SIGTERM for it.
     slurm = {"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "node[1-3]", "HPO_RAY_WAIT_S": "20"}
     env = _clean_env(
         fake_slurm, HPO_PYTHON=str(fake_slurm / "python"), FAKE_RUN_WAITS="1", **slurm
@@ -519,15 +528,15 @@ def test_sbatch_passes_usr1_to_the_study_and_stops_ray_after_it(fake_slurm: Path
         while "run waiting" not in (log_path.read_text() if log_path.exists() else ""):
             assert time.monotonic() < deadline and job.poll() is None, "the study never started"
             time.sleep(0.05)
-        job.send_signal(signal.SIGUSR1)
+        job.send_signal(signum)
         _, stderr = job.communicate(timeout=30)
     finally:
         if job.poll() is None:
             job.kill()
     assert job.returncode == 130, stderr
-    assert "SIGUSR1: passed on to the study's driver" in stderr
+    assert f"{signum.name}: passed on to the study's driver" in stderr
     log = log_path.read_text().splitlines()
-    assert log.index("run got USR1") < log.index("stopped")
+    assert log.index(f"run got {received}") < log.index("stopped")
     assert log.count("stopped") == 3
 
 
