@@ -35,6 +35,20 @@ SMOKE_NUM_MESSAGES = 30_000
 DEFAULT_STUDY_DIR = Path("studies")
 
 
+def add_set_argument(group: argparse._ActionsContainer) -> None:
+    """`--set KEY=VALUE` (repeatable, into `args.set`; `search_spaces.overrides` reads it), as
+    hpo.run and hpo.estimate take it. Defined here, not there: a parser imports no torch."""
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one of the space's ranges or its model size, e.g. --set batch_size=16..1024,"
+        " --set learning_rate=1e-4..1e-3:log, --set schedule_type=none,step, --set size=student"
+        " (repeat it for several)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from search_spaces.registry import SPACE_NAMES
     from trainables.data.options import add_source_arguments
@@ -54,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--max-concurrent", type=int, default=2, help="trials at once (2)")
     study.add_argument("--epochs", type=int, default=None, help="epochs per trial (the space's)")
+    add_set_argument(study)
     study.add_argument(
         "--memory-budget",
         default=None,
@@ -213,6 +228,7 @@ def _space_of(study_json: Path) -> str | None:
 
 def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     from hpo.study import StudyConfig
+    from search_spaces.overrides import apply_overrides
     from search_spaces.registry import get_space
     from trainables.batching.sizes import parse_size
     from trainables.data.cache import default_cache_dir
@@ -227,6 +243,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         if args.epochs < 1:
             raise UserError(f"--epochs must be an integer >= 1, got {args.epochs}")
         space = space.with_overrides(epochs=args.epochs)
+    space = apply_overrides(space, args.set)
     source = source_from_args(args)
     if source.cache_dir is None and source.use_cache:
         source = _with_cache_dir(source, default_cache_dir())
@@ -256,6 +273,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         mlflow_uri=args.mlflow_uri,
         dashboard_host=None if args.no_dashboard else args.dashboard_host,
         factor_store_path=args.factor_store,
+        smoke_test=args.smoke_test,
     )
     config.check_local_budget()
     from hpo.study.tuner import factor_store_path
@@ -350,6 +368,8 @@ def _check_resume_options(
     if not settings:
         return
     fresh = _new_config(study_dir, args)  # the study these options alone would start
+    if config.smoke_test is None:  # compare what --smoke-test does to the space, as it can
+        fresh = dataclasses.replace(fresh, smoke_test=None)
     differ = [
         f"--{dest.replace('_', '-')}: "
         + (
@@ -358,8 +378,16 @@ def _check_resume_options(
             else f"{_setting(fresh, dest)} (the study's: {_setting(config, dest)})"
         )
         for dest in settings
-        if _setting(fresh, dest) != _setting(config, dest)
+        if dest != "set" and _setting(fresh, dest) != _setting(config, dest)
     ]
+    if "set" in settings:  # the fields its items name, one by one
+        from search_spaces.overrides import parse_override
+
+        for item in args.set:
+            key = parse_override(item, fresh.space)[0]
+            ours, theirs = getattr(fresh.space, key), getattr(config.space, key)
+            if ours != theirs:
+                differ.append(f"--set {item}: {ours} (the study's: {theirs})")
     if differ:
         raise UserError(
             f"--resume continues study {config.name} with the settings it started with"
@@ -390,8 +418,15 @@ def _setting(config: StudyConfig, dest: str) -> object:
         return getattr(config, dest)
     if dest == "epochs":
         return config.space.epochs
+    if dest == "set":  # compared item by item in `_check_resume_options`
+        from search_spaces.overrides import SETTABLE_KEYS
+
+        return {key: getattr(config.space, key) for key in SETTABLE_KEYS}
     if dest == "smoke_test":
-        # What --smoke-test does to a space besides its epochs (compared on their own).
+        if config.smoke_test is not None:
+            return config.smoke_test
+        # A study.json from before it was recorded: what --smoke-test does to a space besides
+        # its epochs (compared on their own).
         space = config.space
         return space.batch_size, space.schedule_max_batch_size, space.schedule_final_batch_size
     value = getattr(config.source, _SOURCE_FIELDS[dest])

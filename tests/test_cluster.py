@@ -227,6 +227,7 @@ def test_submit_dry_run_prints_sbatch_with_the_estimate(
     python = estimate_python(ESTIMATE)
     study = ["--space", "kd", "--num-samples=40", "--max-concurrent", "8", "--epochs", "3"]
     study += ["--gpus-per-trial", "0.5", "--memory-budget=20GiB", "--seed", "1", "--smoke-test"]
+    study += ["--set", "batch_size=64..4096", "--set=size=student"]
     data = ["--data-dir", "data dir", "--dataset", "hcrl_sa", "--window=50"]
     only_run = ["--study-name", "kd-1", "--scheduler", "asha", "--resume"]
     run_args = [*study, *only_run, *data]

@@ -36,7 +36,7 @@ __all__ = ["build_parser", "format_table", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hpo.run import DEFAULT_NUM_SAMPLES, SMOKE_NUM_SAMPLES
+    from hpo.run import DEFAULT_NUM_SAMPLES, SMOKE_NUM_SAMPLES, add_set_argument
     from trainables.data.options import add_source_arguments
 
     parser = argparse.ArgumentParser(
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     study.add_argument("--max-concurrent", type=int, default=2, help="trials at once (2)")
     study.add_argument("--epochs", type=int, default=None, help="epochs per trial (the space's)")
+    add_set_argument(study)
     study.add_argument("--memory-budget", default=None, help="memory per trial, e.g. 4GiB")
     study.add_argument("--cpus-per-trial", type=float, default=1.0, help="(1)")
     study.add_argument("--gpus-per-trial", type=float, default=0.0, help="(0: CPU trials)")
@@ -149,6 +150,7 @@ def _resolve(
         raise UserError("--compare names datasets under --data-dir; give --data-dir too")
     from hpo.run import DEFAULT_NUM_SAMPLES, SMOKE_NUM_MESSAGES, SMOKE_NUM_SAMPLES
     from hpo.study import StudyConfig
+    from search_spaces.overrides import apply_overrides
     from search_spaces.registry import get_space
     from trainables.batching.sizes import parse_size
     from trainables.data.cache import default_cache_dir
@@ -170,6 +172,7 @@ def _resolve(
             args.num_messages = SMOKE_NUM_MESSAGES
     if args.epochs is not None:
         space = space.with_overrides(epochs=args.epochs)
+    space = apply_overrides(space, args.set)
     source = source_from_args(args)
     if source.cache_dir is None and source.use_cache:
         source = dataclasses.replace(source, cache_dir=default_cache_dir().resolve())

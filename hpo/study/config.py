@@ -111,6 +111,8 @@ class StudyConfig:
             for every study under the same root.
         dashboard_host: Where a local Ray instance serves its dashboard (default 127.0.0.1);
             None for no dashboard. Ignored when joining a cluster (`address`).
+        smoke_test: Whether the study was started with `--smoke-test` (None: not recorded, a
+            `study.json` written before it was); `--resume` compares it.
     """
 
     space: SearchSpace
@@ -133,6 +135,7 @@ class StudyConfig:
     points_to_evaluate: tuple[dict[str, Any], ...] = ()
     mlflow_uri: str | None = None
     dashboard_host: str | None = "127.0.0.1"
+    smoke_test: bool | None = None
 
     def __post_init__(self) -> None:
         for option, value, minimum in (

@@ -94,9 +94,10 @@ while (($# > 0)); do
 done
 
 # What hpo.estimate shares with hpo.run, in either spelling (--opt VALUE, --opt=VALUE): the
-# study (its trials, their resources and budget, its seed) and its data.
-shared='space|num-samples|max-concurrent|epochs|memory-budget|cpus-per-trial|gpus-per-trial|seed'
-shared+='|data-dir|dataset|window|stride|num-messages|data-seed|on-bad-rows|cache-dir'
+# study (its space's --set changes, its trials, their resources and budget, its seed) and its
+# data.
+shared='space|set|num-samples|max-concurrent|epochs|memory-budget|cpus-per-trial|gpus-per-trial'
+shared+='|seed|data-dir|dataset|window|stride|num-messages|data-seed|on-bad-rows|cache-dir'
 estimate_args=()
 has_space=false
 i=0

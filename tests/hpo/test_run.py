@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from hpo.report import build_report
 from hpo.study import StudyConfig
+from search_spaces import IntRange
 from tests.trainables.data.helpers import SOURCE_CONTRADICTIONS
 
 NUM_SAMPLES = 5
@@ -123,6 +124,65 @@ def test_hpo_run_synthetic_options_keep_their_defaults_when_not_given(tmp_path: 
     assert source() == (DEFAULT_SYNTHETIC_MESSAGES, 0)
     assert source("--smoke-test") == (SMOKE_NUM_MESSAGES, 0)
     assert source("--smoke-test", "--num-messages", "5000", "--data-seed", "3") == (5000, 3)
+
+
+def test_set_changes_the_studys_space_is_kept_in_study_json_and_checked_on_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpo.run import (
+        _check_resume_options,
+        _given_options,
+        _new_config,
+        _resumed_config,
+        build_parser,
+        main,
+    )
+    from trainables.cli import run_cli
+    from trainables.errors import UserError
+
+    # A bad --set is exit 2 naming it, before any study is made (first:
+    # run_cli sets up logging on this test's stderr).
+    studies = tmp_path / "new"
+    argv = ["--space", "normal", "--study-dir", str(studies), "--set", "safety_factor=0..1"]
+    assert run_cli(main, argv) == 2
+    err = capsys.readouterr().err
+    assert "--set safety_factor=0..1: search space 'normal': field safety_factor: low must" in err
+    assert "Traceback" not in err and not studies.exists()
+
+    study_dir = tmp_path / "studies" / "s"
+    first = ["--space", "normal", "--smoke-test", "--set", "batch_size=16..48:linear"]
+    first += ["--set", "size=student", "--set", "schedule_type=none,step"]
+    config = _new_config(study_dir, build_parser().parse_args(first))
+    space = config.space
+    # --set wins over what --smoke-test sets (batch sizes 8..32), and the rest of it stays.
+    assert space.batch_size == IntRange(16, 48) and space.epochs == 2
+    assert (space.size, space.schedule_type) == ("student", ("none", "step"))
+    study_dir.mkdir(parents=True)
+    (study_dir / "study.json").write_text(json.dumps(config.to_json()))
+
+    def resume(*extra: str) -> StudyConfig:
+        argv = ["--space", "normal", "--study-dir", str(study_dir.parent), "--resume"]
+        argv += ["--study-name", "s", *extra]
+        args = build_parser().parse_args(argv)
+        resumed = _resumed_config(study_dir, args)
+        _check_resume_options(resumed, study_dir, args, _given_options(argv))
+        return resumed
+
+    assert resume().space == space  # read back from study.json
+    assert resume(*first[2:]).space == space  # the same command line again
+    # Its --set, not --smoke-test, made the batch sizes: --smoke-test alone says the same.
+    assert resume("--smoke-test").space == space
+    with pytest.raises(UserError) as caught:
+        resume("--smoke-test", "--set", "size=teacher")
+    assert "otherwise: --set size=teacher: teacher (the study's: student)." in str(caught.value)
+    assert "--smoke-test:" not in str(caught.value)
+    # A study.json from before smoke_test was recorded: judged by the space, as before.
+    saved = config.to_json()
+    del saved["smoke_test"]
+    (study_dir / "study.json").write_text(json.dumps(saved))
+    assert resume().smoke_test is None
+    with pytest.raises(UserError, match="--smoke-test: the study was not started with it"):
+        resume("--smoke-test")  # its batch sizes are not --smoke-test's
 
 
 def _complete_trials(db: Path) -> int:

@@ -44,6 +44,7 @@ def test_format_table_puts_datasets_side_by_side() -> None:
         (["--compare", "a", "b"], "--compare names datasets under --data-dir"),
         (["--data-dir", "/nonexistent/captures", "--dataset", "x"], "/nonexistent/captures"),
         (["--space", "nope"], "unknown search space 'nope'"),
+        (["--set", "batch_size=0..4"], "--set batch_size=0..4: search space 'normal': field"),
         # Refused by hpo.run: an estimate of it sized a study that cannot run.
         (["--memory-budget", "1000TiB"], "is more than the memory this process can have"),
         # GPU counts that do not fit: estimated as a study whose trials never start.
@@ -62,6 +63,18 @@ def test_estimate_cli_says_what_is_wrong_and_exits_2(
     assert run_cli(main, ["--space", "normal", *args]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == ""
+
+
+def test_estimate_takes_the_space_as_hpo_run_changes_it_with_set() -> None:
+    from hpo.estimate.cli import _resolve, build_parser
+    from hpo.run import _new_config
+    from hpo.run import build_parser as run_parser
+
+    study = ["--space", "normal", "--smoke-test", "--set", "size=student"]
+    study += ["--set", "batch_size=16..24"]
+    config, _, _ = _resolve(build_parser().parse_args(study))
+    assert config.space.size == "student" and config.space.batch_size.high == 24
+    assert config.space == _new_config(Path("s"), run_parser().parse_args(study)).space
 
 
 @pytest.mark.parametrize(
