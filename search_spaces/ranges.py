@@ -36,6 +36,10 @@ class IntRange:
     high: int
     log: bool = False
 
+    def __str__(self) -> str:
+        """As `--set` writes it: `16..1024:log`, or `0.3..1.0` on a linear scale."""
+        return f"{self.low}..{self.high}" + (":log" if self.log else "")
+
     @property
     def middle(self) -> int:
         """The value in the middle: the geometric mean on a log scale, else the arithmetic one."""
@@ -99,6 +103,10 @@ class FloatRange:
     low: float
     high: float
     log: bool = False
+
+    def __str__(self) -> str:
+        """As `--set` writes it: `16..1024:log`, or `0.3..1.0` on a linear scale."""
+        return f"{self.low}..{self.high}" + (":log" if self.log else "")
 
     @property
     def middle(self) -> float:

@@ -20,6 +20,7 @@ from hpo.tracking.store import artifact_location, client, experiment_name, quiet
 
 if TYPE_CHECKING:
     from hpo.study import StudyConfig
+    from search_spaces import SearchSpace
 
 __all__ = ["MlflowTrialLogger", "StudyTracker"]
 
@@ -122,6 +123,7 @@ class StudyTracker:
                 "gpus_per_trial": config.gpus_per_trial,
                 "metric": space.metric,
                 "direction": space.direction,
+                **_searched_ranges(space),
             },
         )
 
@@ -421,3 +423,17 @@ class MlflowTrialLogger(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.tracker.end_trial(trial.trial_id, trial.config, trial.last_result, error=True)
+
+
+def _searched_ranges(space: SearchSpace) -> dict[str, str]:
+    """The space's searched ranges as the parent run's params (`space.batch_size`:
+    `8..8192:log`, `space.schedule_type`: `none,step`), as `--set` writes them: studies of one
+    space whose `--set` differed are told apart in MLflow."""
+    from search_spaces.overrides import SETTABLE_KEYS
+
+    ranges: dict[str, str] = {}
+    for key in SETTABLE_KEYS:
+        value = getattr(space, key)
+        if key != "size":  # a fixed param already
+            ranges[f"space.{key}"] = ",".join(value) if key == "schedule_type" else str(value)
+    return ranges

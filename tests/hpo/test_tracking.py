@@ -234,6 +234,27 @@ def test_a_resumed_study_keeps_the_default_budget_it_started_with(tmp_path: Path
     assert StudyTracker(given.tracking_uri, given, resume=True).recorded_budget() is None
 
 
+def test_the_study_run_holds_the_searched_ranges_as_set_writes_them(tmp_path: Path) -> None:
+    from hpo.tracking import StudyTracker
+    from search_spaces.overrides import apply_overrides
+
+    space = apply_overrides(
+        get_space("normal"), ["batch_size=16..1024", "schedule_type=none,step", "size=student"]
+    )
+    config = StudyConfig(space=space, study_dir=tmp_path / "s")
+    tracker = StudyTracker(config.tracking_uri, config)
+    params = tracker.client.get_run(tracker.parent_id).data.params
+    assert params["space.batch_size"] == "16..1024:log"
+    assert params["space.safety_factor"] == "0.3..1.0"
+    assert params["space.schedule_type"] == "none,step"
+    assert params["space.schedule_max_batch_size"] == "64..8192:log"
+    assert params["size"] == "student" and "space.size" not in params
+    # What a range prints is what --set reads back.
+    assert apply_overrides(get_space("normal"), [f"batch_size={params['space.batch_size']}"]) == (
+        apply_overrides(get_space("normal"), ["batch_size=16..1024:log"])
+    )
+
+
 def test_trial_runs_end_in_their_state_and_finishing_deletes_only_those_never_to_run(
     tmp_path: Path,
 ) -> None:
