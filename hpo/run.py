@@ -311,10 +311,9 @@ def _resumed_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     try:
         config = StudyConfig.from_json(saved, study_dir=study_dir, **changes)
     except UserError as err:
-        # The check names the option that sets the value; the value came from the file.
+        # It names the file's key that holds the value (not the option that sets it).
         raise UserError(
-            f"--resume: {settings} holds a setting that is not valid ({err}); fix the file,"
-            " or start a new study"
+            f"--resume: {settings}: {err}; fix the file, or start a new study"
         ) from None
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         problem = f"no {err}" if isinstance(err, KeyError) else str(err).splitlines()[0]

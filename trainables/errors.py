@@ -1,8 +1,11 @@
-"""The project's one error type for user mistakes."""
+"""The project's one error type for user mistakes, and `naming_keys` for values read from files."""
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+import re
+from collections.abc import Mapping
+
+__all__ = ["UserError", "naming_keys"]
 
 
 class UserError(Exception):
@@ -18,3 +21,25 @@ class UserError(Exception):
         ...
         trainables.errors.UserError: --window must be >= 2, got 1
     """
+
+
+def naming_keys(message: str, keys: Mapping[str, str]) -> str:
+    """`message` of a check about a value read from a file, with what the check names (an
+    option, `--window`) replaced by the file's key that holds the value (`source.window`).
+
+    The checks are the ones of values from the command line, and name its options; a value
+    from a saved file (a run's `config.json`, a study's `study.json`) is fixed in the file.
+
+    Args:
+        message: The check's message.
+        keys: What a check names (an option, or any other phrase) -> the key of the file; each
+            is replaced where it stands as a whole (`--seed` is not a part of `--data-seed`).
+
+    Example:
+        >>> naming_keys("--window must be an integer >= 2, got 1", {"--window": "source.window"})
+        'source.window must be an integer >= 2, got 1'
+    """
+    if not keys:
+        return message
+    names = "|".join(re.escape(name) for name in sorted(keys, key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])(?:{names})(?![\w-])", lambda m: keys[m.group(0)], message)

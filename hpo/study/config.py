@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+
 from search_spaces.base import SearchSpace
+from trainables.data.options import SOURCE_OPTIONS
 from trainables.data.source import GraphSource
-from trainables.errors import UserError
+from trainables.errors import UserError, naming_keys
 
 __all__ = [
     "EXPERIMENT_NAME",
@@ -24,6 +29,8 @@ __all__ = [
 Scheduler = Literal["none", "asha"]
 SCHEDULERS: tuple[Scheduler, ...] = ("none", "asha")
 EXPERIMENT_NAME = "trials"  # the Ray Tune experiment's folder under `ray/`
+# Where and how the driver runs: given to each run of it, not kept in study.json.
+_UNSAVED = ("study_dir", "address", "dashboard_host")
 
 
 def check_gpus_per_trial(gpus: float) -> None:
@@ -79,6 +86,8 @@ class StudyPaths:
         return self.root / ".driver.lock"
 
 
+# from_json: a key of study.json that is no field (of the space, the source, a range) is an error.
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class StudyConfig:
     """Everything a study depends on (the CLI's options, resolved).
@@ -196,33 +205,94 @@ class StudyConfig:
                     else getattr(self, f.name)
                 )
                 for f in dataclasses.fields(self)
-                if f.name not in ("space", "source", "study_dir", "address", "dashboard_host")
+                if f.name not in ("space", "source", *_UNSAVED)
             },
         }
 
     @classmethod
-    def from_json(cls, saved: dict[str, Any], *, study_dir: Path, **changes: Any) -> StudyConfig:
-        """The config a study was started with, from its `study.json` (see `to_json`)."""
-        from search_spaces.ranges import FloatRange, IntRange
+    def from_json(
+        cls, saved: Mapping[str, Any], *, study_dir: Path, **changes: Any
+    ) -> StudyConfig:
+        """The config a study was started with, from its `study.json` (see `to_json`).
 
-        def ranged(value: Any) -> Any:
-            if isinstance(value, dict) and set(value) >= {"low", "high"}:
-                kind = FloatRange if isinstance(value["low"], float) else IntRange
-                return kind(**value)
-            return value
+        Args:
+            saved: The file's object, as `json.loads` reads it.
+            study_dir: The study's directory.
+            **changes: Fields the file does not keep (`address`, `dashboard_host`) or that a
+                resumed study may change (`factor_store_path`).
 
-        space_fields = {k: ranged(v) for k, v in saved["space"].items()}
-        space_fields["schedule_type"] = tuple(space_fields["schedule_type"])
-        source = dict(saved["source"])
-        for key in ("data_dir", "cache_dir"):
-            source[key] = None if source[key] is None else Path(source[key])
-        values = {k: v for k, v in saved.items() if k not in ("space", "source")}
-        values["points_to_evaluate"] = tuple(values.get("points_to_evaluate", ()))
-        if values.get("factor_store_path") is not None:
-            values["factor_store_path"] = Path(values["factor_store_path"])
-        return cls(
-            space=SearchSpace(**space_fields),
-            source=GraphSource(**source),
-            study_dir=study_dir,
-            **{**values, **changes},
+        Raises:
+            UserError: A key missing, unknown, of the wrong type or of a value its check
+                refuses, named by its path in the file (`num_samples`, `source.window`,
+                `space.batch_size.low`), not by the option that sets it; the caller names the
+                file.
+        """
+        _check_keys(saved)
+        try:
+            # Strict JSON: "8" is not the integer 8, nor "no" the boolean false.
+            config = TypeAdapter(cls).validate_json(
+                json.dumps({**saved, "study_dir": str(study_dir)}), strict=True
+            )
+        except ValidationError as err:
+            raise UserError(_describe(err)) from None
+        except UserError as err:
+            raise UserError(naming_keys(str(err), _saved_keys(saved))) from None
+        return dataclasses.replace(config, **changes)
+
+
+def _check_keys(saved: Mapping[str, Any]) -> None:
+    """Every key `to_json` writes is in `saved` (a study resumes with the settings it started
+    with, not a default where the file lacks one), and none that it leaves out."""
+    missing = [
+        f.name
+        for f in dataclasses.fields(StudyConfig)
+        if f.name not in saved and f.name not in _UNSAVED
+    ]
+    for key, kind in (("space", SearchSpace), ("source", GraphSource)):
+        if isinstance(saved.get(key), Mapping):
+            missing += [
+                f"{key}.{f.name}" for f in dataclasses.fields(kind) if f.name not in saved[key]
+            ]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise UserError(f"missing key{'s' * (len(missing) > 1)} {', '.join(missing[:3])}{more}")
+    for key in _UNSAVED:
+        if key in saved:
+            raise UserError(f"{key} is not a setting of a study (each run of hpo.run sets it)")
+
+
+def _describe(err: ValidationError) -> str:
+    """What pydantic found wrong in a study's settings, each named by its key."""
+    problems = []
+    for error in err.errors():
+        key = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
         )
+        key = key.removeprefix(".")
+        if error["type"] == "unexpected_keyword_argument":
+            problems.append(f"{key} is not a setting of a study")
+        elif error["type"] == "missing":
+            problems.append(f"{key} is missing")
+        else:
+            problems.append(f"{key}: {error['msg']} (got {error['input']!r})")
+    return "; ".join(problems)
+
+
+def _saved_keys(saved: Mapping[str, Any]) -> dict[str, str]:
+    """What the checks of a study's settings name -> the key of `study.json` that holds it."""
+    space = saved.get("space")
+    space_name = space.get("name") if isinstance(space, Mapping) else None
+    return {
+        # A study setting's option is its name, dashed: --num-samples, --seed.
+        **{
+            f"--{f.name.replace('_', '-')}": f.name
+            for f in dataclasses.fields(StudyConfig)
+            if f.name not in ("space", "source", *_UNSAVED)
+        },
+        **{option: f"source.{field}" for option, field in SOURCE_OPTIONS.items()},
+        # `validate_space` names the space's fields "search space 'NAME': field KEY".
+        **{
+            f"search space {space_name!r}: field {f.name}": f"space.{f.name}"
+            for f in dataclasses.fields(SearchSpace)
+        },
+    }

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -425,7 +426,49 @@ def test_resume_refuses_options_that_contradict_the_study_and_accepts_the_same_o
         _setting(config, dest)
 
 
-def test_resume_names_the_study_file_holding_a_bad_setting(tmp_path: Path) -> None:
+def _edited(saved: dict[str, Any], key: str, value: object) -> dict[str, Any]:
+    """`saved` with its `key` (a path: `source.window`) set to `value`, or removed for `...`."""
+    edited = json.loads(json.dumps(saved))
+    *parents, last = key.split(".")
+    holder = edited
+    for parent in parents:
+        holder = holder[parent]
+    if value is ...:
+        del holder[last]
+    else:
+        holder[last] = value
+    return edited
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        # They named the option (--num-samples), or the space's field, not the file's key.
+        ("num_samples", 0, "num_samples must be an integer >= 1, got 0"),
+        ("seed", -1, "seed must be an integer >= 0, got -1"),
+        ("cpus_per_trial", 0, "cpus_per_trial must be > 0"),
+        ("source.window", 1, "source.window must be an integer >= 2, got 1"),
+        ("source.seed", -1, "source.seed must be an integer >= 0, got -1"),
+        ("space.epochs", 0, "space.epochs must be an integer >= 1, got 0"),
+        ("space.batch_size", {"low": 0, "high": 8, "log": False}, "space.batch_size: low must"),
+        # A TypeError's text: "'>' not supported between instances of 'str' and 'int'".
+        ("cpus_per_trial", "1", "cpus_per_trial: Input should be a valid number (got '1')"),
+        ("source.num_messages", "many", "source.num_messages: Input should be a valid integer"),
+        ("num_samples", "8", "num_samples: Input should be a valid integer (got '8')"),
+        ("space.batch_size", {"low": 8}, "space.batch_size.high is missing"),
+        # Taken as they were: a string for a boolean, a number for a URI.
+        ("tune_batch_size", "no", "tune_batch_size: Input should be a valid boolean (got 'no')"),
+        ("mlflow_uri", 3, "mlflow_uri: Input should be a valid string (got 3)"),
+        # A missing key named without its parent ("no 'data_dir'"), or taken as its default.
+        ("source.data_dir", ..., "missing key source.data_dir"),
+        ("num_samples", ..., "missing key num_samples"),
+        # "SearchSpace.__init__() got an unexpected keyword argument 'batch'".
+        ("space.batch", 8, "space.batch is not a setting of a study"),
+    ],
+)
+def test_resume_names_the_study_file_and_the_key_of_a_bad_setting(
+    tmp_path: Path, key: str, value: object, message: str
+) -> None:
     from hpo.run import _new_config, _resumed_config, build_parser
     from trainables.errors import UserError
 
@@ -433,11 +476,11 @@ def test_resume_names_the_study_file_holding_a_bad_setting(tmp_path: Path) -> No
     parse = build_parser().parse_args
     saved = _new_config(study_dir, parse(["--space", "normal"])).to_json()
     study_dir.mkdir()
-    (study_dir / "study.json").write_text(json.dumps({**saved, "num_samples": 0}))
-    # Not only "--num-samples must be ...": the value came from the file.
-    match = r"^--resume: .*study\.json holds a setting that is not valid \(--num-samples must"
-    with pytest.raises(UserError, match=match):
+    (study_dir / "study.json").write_text(json.dumps(_edited(saved, key, value)))
+    with pytest.raises(UserError) as raised:
         _resumed_config(study_dir, parse(["--space", "normal", "--resume"]))
+    assert str(raised.value).startswith(f"--resume: {study_dir / 'study.json'}: {message}")
+    assert str(raised.value).endswith("; fix the file, or start a new study")
 
 
 @pytest.mark.parametrize(
@@ -445,7 +488,7 @@ def test_resume_names_the_study_file_holding_a_bad_setting(tmp_path: Path) -> No
     [
         ('{"format": "batch-hpo safety-factor store", "entr', None, "store.json: not valid JSON"),
         (None, "[1, 2]", "study.json is not a study's settings (no space object)"),
-        (None, '{"space": {"name": "normal"}}', "study.json is not a study's settings"),
+        (None, '{"space": {"name": "normal"}}', "study.json: missing keys source, num_samples"),
     ],
 )
 def test_hpo_run_rejects_a_damaged_store_or_study_before_starting(

@@ -8,7 +8,19 @@ from pathlib import Path
 from trainables.data.source import DEFAULT_SYNTHETIC_MESSAGES, GraphSource
 from trainables.errors import UserError
 
-__all__ = ["add_source_arguments", "check_source_arguments", "source_from_args"]
+__all__ = ["SOURCE_OPTIONS", "add_source_arguments", "check_source_arguments", "source_from_args"]
+
+SOURCE_OPTIONS: dict[str, str] = {
+    "--data-dir": "data_dir",
+    "--dataset": "dataset",
+    "--window": "window",
+    "--stride": "stride",
+    "--num-messages": "num_messages",
+    "--data-seed": "seed",
+    "--on-bad-rows": "on_bad_rows",
+}
+"""The option that sets a `GraphSource` field, as its checks name it -> the field (a saved
+source's key, in a run's `config.json` and a study's `study.json`)."""
 
 # The options that shape synthetic traffic: with --data-dir, real captures are read instead.
 _SYNTHETIC_OPTIONS = (("--num-messages", "num_messages"), ("--data-seed", "data_seed"))

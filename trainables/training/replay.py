@@ -7,8 +7,10 @@ and the key that holds it (`--config runs/x/config.json: epochs must be ...`).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
+
+from trainables.data.options import SOURCE_OPTIONS
+from trainables.errors import naming_keys
 
 __all__ = ["CONFIG_KEYS", "naming_config_keys"]
 
@@ -27,17 +29,9 @@ CONFIG_KEYS: dict[str, str] = {
     "--teacher": "prerequisites.teacher",
     "--vgae": "prerequisites.vgae",
     "--gat": "prerequisites.gat",
-    "--data-dir": "source.data_dir",
-    "--dataset": "source.dataset",
-    "--window": "source.window",
-    "--stride": "source.stride",
-    "--num-messages": "source.num_messages",
-    "--data-seed": "source.seed",
-    "--on-bad-rows": "source.on_bad_rows",
+    **{option: f"source.{field}" for option, field in SOURCE_OPTIONS.items()},
 }
 """The option a check names -> the key of a run's `config.json` that replays it."""
-
-_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 def naming_config_keys(message: str, config_file: Path) -> str:
@@ -48,5 +42,4 @@ def naming_config_keys(message: str, config_file: Path) -> str:
         >>> naming_config_keys("--window must be an integer >= 2, got 1", Path("r/config.json"))
         '--config r/config.json: source.window must be an integer >= 2, got 1'
     """
-    keyed = _OPTION.sub(lambda m: CONFIG_KEYS.get(m.group(0), m.group(0)), message)
-    return f"--config {config_file}: {keyed}"
+    return f"--config {config_file}: {naming_keys(message, CONFIG_KEYS)}"
