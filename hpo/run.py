@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainables.cli import configure_logging, run_cli, tool_command
-from trainables.errors import UserError
+from trainables.errors import UserError, require_int
 
 if TYPE_CHECKING:
     from hpo.study import StudyConfig
@@ -240,9 +240,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
         if args.data_dir is None and args.num_messages is None:
             args.num_messages = SMOKE_NUM_MESSAGES
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise UserError(f"--epochs must be an integer >= 1, got {args.epochs}")
-        space = space.with_overrides(epochs=args.epochs)
+        space = space.with_overrides(epochs=require_int("--epochs", args.epochs, minimum=1))
     space = apply_overrides(space, args.set)
     source = source_from_args(args)
     if source.cache_dir is None and source.use_cache:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from search_spaces._values import is_int
 from search_spaces.choices import (
     DIRECTIONS,
     EPOCH_COUNTING_KEYS,
@@ -15,7 +14,7 @@ from search_spaces.choices import (
 from search_spaces.ranges import FloatRange, IntRange
 from search_spaces.settings import SCHEDULE_PREFIX
 from trainables.batching.schedules import schedule_from_dict
-from trainables.errors import UserError
+from trainables.errors import UserError, require_int
 from trainables.models import MODEL_SIZES
 from trainables.training import MODES
 
@@ -86,9 +85,7 @@ def _check_fixed(space: SearchSpace, where: str) -> None:
     if space.mode == "kd" and space.size != "student":
         raise UserError(f"{where}: field size: mode kd trains a student; set size='student'")
     for key, minimum in (("epochs", 1), ("window", 2)):
-        value = getattr(space, key)
-        if not is_int(value) or value < minimum:
-            raise UserError(f"{where}: field {key} must be an integer >= {minimum}, got {value!r}")
+        require_int(f"{where}: field {key}", getattr(space, key), minimum=minimum)
     for key in ("dataset", "metric"):
         value = getattr(space, key)
         if not (isinstance(value, str) and value):

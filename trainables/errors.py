@@ -1,11 +1,12 @@
-"""The project's one error type for user mistakes, and `naming_keys` for values read from files."""
+"""The project's one error type for user mistakes, the integer check every entry point makes,
+and `naming_keys` for values read from files."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 
-__all__ = ["UserError", "naming_keys"]
+__all__ = ["UserError", "naming_keys", "require_int"]
 
 
 class UserError(Exception):
@@ -21,6 +22,34 @@ class UserError(Exception):
         ...
         trainables.errors.UserError: --window must be >= 2, got 1
     """
+
+
+def require_int(option: str, value: object, minimum: int) -> int:
+    """`value`, checked to be an integer >= `minimum`. A bool is not one, though Python takes
+    `True` for the integer 1 (a `true` in a JSON file is no count of epochs).
+
+    Args:
+        option: What sets the value, as the message names it (`--epochs`).
+        value: The value to check.
+        minimum: The smallest value allowed.
+
+    Returns:
+        `value`.
+
+    Raises:
+        UserError: `{option} must be an integer >= {minimum}, got {value!r}`.
+
+    Example:
+        >>> require_int("--epochs", 3, minimum=1)
+        3
+        >>> require_int("--epochs", True, minimum=1)
+        Traceback (most recent call last):
+        ...
+        trainables.errors.UserError: --epochs must be an integer >= 1, got True
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{option} must be an integer >= {minimum}, got {value!r}")
+    return value
 
 
 def naming_keys(message: str, keys: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from hpo.estimate.arithmetic import DEFAULT_MARGIN
 from trainables.cli import configure_logging
-from trainables.errors import UserError
+from trainables.errors import UserError, require_int
 
 if TYPE_CHECKING:
     from hpo.estimate.combine import StudyEstimate
@@ -134,8 +134,8 @@ def _resolve(
         ("--max-concurrent", args.max_concurrent),
         ("--epochs", args.epochs),
     ):
-        if value is not None and value < 1:
-            raise UserError(f"{option} must be an integer >= 1, got {value}")
+        if value is not None:
+            require_int(option, value, minimum=1)
     if not args.cpus_per_trial > 0:
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
     from hpo.study.config import check_gpus_per_trial

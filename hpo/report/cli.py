@@ -26,7 +26,7 @@ from hpo.report.build import DEFAULT_TOP, build_report
 from hpo.report.text import format_report
 from hpo.tracking.store import check_server, default_tracking_uri, sqlite_path
 from trainables.cli import configure_logging
-from trainables.errors import UserError
+from trainables.errors import UserError, require_int
 
 __all__ = ["build_parser", "main"]
 
@@ -87,8 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the report (`--json`: as JSON); a missing or unreachable store is a `UserError`."""
     args = build_parser().parse_args(argv)
     configure_logging()
-    if args.top < 1:
-        raise UserError(f"--top must be an integer >= 1, got {args.top}")
+    require_int("--top", args.top, minimum=1)
     uri = args.mlflow_uri or default_tracking_uri(args.study_dir)
     _check_tracking_uri(uri)
     from mlflow import MlflowClient

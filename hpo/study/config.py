@@ -15,7 +15,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from search_spaces.base import SearchSpace
 from trainables.data.options import SOURCE_OPTIONS
 from trainables.data.source import GraphSource
-from trainables.errors import UserError, naming_keys
+from trainables.errors import UserError, naming_keys, require_int
 
 __all__ = [
     "EXPERIMENT_NAME",
@@ -154,8 +154,7 @@ class StudyConfig:
             ("--n-startup-trials", self.n_startup_trials, 0),
             ("--seed", self.seed, 0),  # NumPy's and Lightning's seeds are unsigned
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise UserError(f"{option} must be an integer >= {minimum}, got {value!r}")
+            require_int(option, value, minimum=minimum)
         if not self.cpus_per_trial > 0:
             raise UserError(f"--cpus-per-trial must be > 0, got {self.cpus_per_trial}")
         check_gpus_per_trial(self.gpus_per_trial)

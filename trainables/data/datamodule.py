@@ -13,7 +13,7 @@ from trainables.batching.schedules import log_batch_size_change
 from trainables.data.dataset import CANGraphDataset, GraphLoader
 from trainables.data.source import GraphSource, LoadedSplit, load_split
 from trainables.data.vocab import Vocabulary
-from trainables.errors import UserError
+from trainables.errors import UserError, require_int
 
 __all__ = ["DEFAULT_BATCH_SIZE", "CANGraphDataModule", "EpochOrder", "stratified_split"]
 
@@ -111,8 +111,8 @@ class CANGraphDataModule(pl.LightningDataModule):
             ("--batch-size", batch_size),
             ("--eval-batch-size", eval_batch_size),
         ):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise UserError(f"{option} must be an integer >= 1, got {value!r}")
+            if value is not None:
+                require_int(option, value, minimum=1)
         if not 0.0 < val_fraction < 1.0:
             raise UserError(f"--val-fraction must be in (0, 1), got {val_fraction}")
         self.source = source or GraphSource()

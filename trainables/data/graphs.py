@@ -26,7 +26,7 @@ import numpy as np
 
 from trainables.data.capture import MAX_PAYLOAD_BYTES, Capture
 from trainables.data.vocab import Vocabulary
-from trainables.errors import UserError
+from trainables.errors import require_int
 
 __all__ = [
     "EDGE_FEATURES",
@@ -146,12 +146,8 @@ class GraphArrays:
 
 def validate_window(window: int, stride: int | None) -> int:
     """Check `window`/`stride` and return the stride in force (`window` when None)."""
-    if not isinstance(window, int) or window < 2:
-        raise UserError(f"--window must be an integer >= 2, got {window!r}")
-    stride = window if stride is None else stride
-    if not isinstance(stride, int) or stride < 1:
-        raise UserError(f"--stride must be an integer >= 1, got {stride!r}")
-    return stride
+    require_int("--window", window, minimum=2)
+    return require_int("--stride", window if stride is None else stride, minimum=1)
 
 
 def build_graphs(

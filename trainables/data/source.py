@@ -22,7 +22,7 @@ from trainables.data.graphs import GraphArrays, build_graphs, validate_window
 from trainables.data.layout import DatasetLayout, is_test_split, is_train_split, resolve_dataset
 from trainables.data.reader import BadRowPolicy, read_capture
 from trainables.data.vocab import Vocabulary
-from trainables.errors import UserError
+from trainables.errors import UserError, require_int
 
 __all__ = [
     "DEFAULT_SYNTHETIC_MESSAGES",
@@ -85,8 +85,7 @@ class GraphSource:
         # Checked here, by option: the generator's own checks name its arguments (`seed`).
         from trainables.data.synthetic import MAX_SYNTHETIC_MESSAGES, SYNTHETIC_BYTES_PER_MESSAGE
 
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(f"--data-seed must be an integer >= 0, got {self.seed!r}")
+        require_int("--data-seed", self.seed, minimum=0)
         if self.num_messages < 10 * self.window:
             raise UserError(
                 f"--num-messages must be >= 10 x --window ({10 * self.window}) for "

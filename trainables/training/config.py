@@ -18,7 +18,7 @@ from trainables.batching.schedules import (
 )
 from trainables.batching.tuner import TunerSettings
 from trainables.data.source import GraphSource
-from trainables.errors import UserError
+from trainables.errors import UserError, require_int
 from trainables.models import ModelSize, check_model_size
 from trainables.training.names import MODES, OOM_STAGES, Mode, OomStage
 from trainables.training.replay import naming_config_keys
@@ -161,8 +161,8 @@ class TrainConfig:
             ("--batch-size", self.batch_size),
             ("--eval-batch-size", self.eval_batch_size),
         ):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise UserError(f"{option} must be an integer >= 1, got {value!r}")
+            if value is not None:
+                require_int(option, value, minimum=1)
         check_milestones_reached(self.batching.schedule, self.epochs)
         # Finite too: at --lr inf a run trained to NaN losses, saved its model and exited 0.
         if not 0 < self.learning_rate < math.inf:
@@ -171,9 +171,8 @@ class TrainConfig:
             raise UserError(
                 f"--kd-temperature must be a finite number > 0, got {self.kd_temperature}"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            # Lightning's and NumPy's seeds are unsigned: -1 was a ValueError traceback.
-            raise UserError(f"--seed must be an integer >= 0, got {self.seed!r}")
+        # Lightning's and NumPy's seeds are unsigned: -1 was a ValueError traceback.
+        require_int("--seed", self.seed, minimum=0)
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.kd_alpha <= 1.0:

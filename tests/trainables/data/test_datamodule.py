@@ -77,6 +77,11 @@ def test_datamodule_validates(kwargs: dict[str, float], message: str) -> None:
         CANGraphDataModule(**kwargs)  # type: ignore[arg-type]
 
 
+def test_datamodule_takes_no_bool_for_a_batch_size() -> None:
+    with pytest.raises(UserError, match="--eval-batch-size must be an integer >= 1, got True"):
+        CANGraphDataModule(eval_batch_size=True)
+
+
 def test_datamodule_default_batch_size() -> None:
     dm = CANGraphDataModule()
     assert dm.batch_size == DEFAULT_BATCH_SIZE == dm.eval_batch_size

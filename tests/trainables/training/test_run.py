@@ -194,6 +194,13 @@ def test_train_config_validates(kwargs: dict[str, object], message: str) -> None
         TrainConfig(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("field", ["epochs", "prerequisite_epochs", "batch_size", "seed"])
+def test_train_config_takes_no_bool_for_a_count(field: str) -> None:
+    # Python takes True for the integer 1, and so did these checks (not the seed's).
+    with pytest.raises(UserError, match=r"must be an integer >= [01], got True"):
+        TrainConfig(mode="normal", **{field: True})  # type: ignore[arg-type]
+
+
 def test_an_out_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
     # A read-only --out was a PermissionError traceback. (As root no folder is read-only: a
     # name too long for the file system fails the same way.)
