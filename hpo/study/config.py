@@ -31,6 +31,9 @@ SCHEDULERS: tuple[Scheduler, ...] = ("none", "asha")
 EXPERIMENT_NAME = "trials"  # the Ray Tune experiment's folder under `ray/`
 # Where and how the driver runs: given to each run of it, not kept in study.json.
 _UNSAVED = ("study_dir", "address", "dashboard_host")
+# Kept in study.json since a later version: a file written before may lack them (their default
+# says "not recorded").
+_ADDED_LATER = ("smoke_test",)
 
 
 def check_gpus_per_trial(gpus: float) -> None:
@@ -245,7 +248,7 @@ def _check_keys(saved: Mapping[str, Any]) -> None:
     missing = [
         f.name
         for f in dataclasses.fields(StudyConfig)
-        if f.name not in saved and f.name not in _UNSAVED
+        if f.name not in saved and f.name not in (*_UNSAVED, *_ADDED_LATER)
     ]
     for key, kind in (("space", SearchSpace), ("source", GraphSource)):
         if isinstance(saved.get(key), Mapping):
