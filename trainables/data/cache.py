@@ -10,6 +10,7 @@ run code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -123,12 +124,7 @@ class GraphCache:
         except OSError as err:
             # The graphs are built: the run goes on without caching them (a PermissionError
             # traceback before, on a read-only or someone else's cache folder).
-            logger.warning(
-                "graph cache %s cannot be written (%s); graphs are built but not cached"
-                " (pass --no-cache, or --cache-dir a folder you can write)",
-                path.parent,
-                err.strerror or err,
-            )
+            _warn_unwritable(path.parent, str(err.strerror or err))
             return
         try:
             with os.fdopen(fd, "wb") as f:
@@ -139,3 +135,15 @@ class GraphCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+@functools.cache
+def _warn_unwritable(folder: Path, reason: str) -> None:
+    """One warning per folder and process: a build writes a vocabulary and each split's graphs,
+    and a warning each was the same line up to five times."""
+    logger.warning(
+        "graph cache %s cannot be written (%s); graphs are built but not cached"
+        " (pass --no-cache, or --cache-dir a folder you can write)",
+        folder,
+        reason,
+    )

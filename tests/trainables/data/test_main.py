@@ -60,6 +60,16 @@ def test_build_text_summary(tmp_path: Path) -> None:
     assert "set_01 / test: 20 graphs" in result.stdout
 
 
+def test_build_warns_once_of_a_cache_it_cannot_write(tmp_path: Path) -> None:
+    # A build writes a vocabulary and each split's graphs: one warning per entry was a
+    # repeated line (five for synthetic traffic). Nothing can make a folder under /proc.
+    result = build("--num-messages", "20000", cache=Path("/proc/batch-hpo-test/cache"))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "cannot be written" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "synthetic / train: 150 graphs" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
