@@ -33,7 +33,21 @@ def resolve_safety_factor(config: TrainConfig, device: torch.device) -> float:
     if factor != "auto":
         store.entries()  # the run records to it at the end: a damaged store stops it now
         return float(factor)
-    recommended = store.recommend(factor_key(config, device), default=DEFAULT_SAFETY_FACTOR)
+    key = factor_key(config, device)
+    if store.num_records(key) == 0:
+        # Said as such: "0.900 from <store>" read as the store's recommendation.
+        logger.info(
+            "safety factor auto: the default %.3f (%s holds no outcome yet for %s %s %s on %s"
+            " with this budget)",
+            DEFAULT_SAFETY_FACTOR,
+            store.path,
+            key.dataset,
+            key.mode,
+            key.model_size,
+            key.device_type,
+        )
+        return DEFAULT_SAFETY_FACTOR
+    recommended = store.recommend(key, default=DEFAULT_SAFETY_FACTOR)
     logger.info("safety factor auto: %.3f from %s", recommended, store.path)
     return recommended
 

@@ -51,6 +51,24 @@ def test_resolve_safety_factor_auto_reads_what_a_run_recorded(tmp_path: Path) ->
     assert resolve_safety_factor(other, CPU) == DEFAULT_SAFETY_FACTOR
 
 
+def test_resolve_safety_factor_auto_says_when_it_is_the_default(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "safety factor auto: 0.900 from <store>" before any outcome read as the store's advice.
+    config = _config(tmp_path, safety_factor="auto", memory_budget=64 << 20)
+    with caplog.at_level(logging.INFO, logger="trainables.train"):
+        resolve_safety_factor(config, CPU)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("safety factor auto: the default 0.900 (")
+    assert "holds no outcome yet for synthetic normal student on cpu" in message
+    caplog.clear()
+    factor_store(config).record(factor_key(config, CPU), factor=0.9, peak_fraction=None, oom=True)
+    with caplog.at_level(logging.INFO, logger="trainables.train"):
+        recommended = resolve_safety_factor(config, CPU)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message == f"safety factor auto: {recommended:.3f} from {tmp_path / 'factors.json'}"
+
+
 def test_factor_key_is_the_budget_asked_for_or_zero_for_the_default(tmp_path: Path) -> None:
     assert factor_key(_config(tmp_path, memory_budget=64 << 20), CPU).budget_bytes == 64 << 20
     key = factor_key(_config(tmp_path), CPU)
