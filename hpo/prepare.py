@@ -56,7 +56,7 @@ def prepare_data(source: GraphSource, *, seed: int, mode: str) -> dict[str, int]
     datamodule = CANGraphDataModule(source, seed=seed)
     datamodule.setup("fit")
     assert datamodule.train_set is not None and datamodule.val_set is not None
-    check_trainable(mode, source, datamodule.train_set.labels)
+    check_trainable(mode, source, datamodule.train_set.labels, num_val=len(datamodule.val_set))
     labels = datamodule.val_set.labels
     if len(labels) and (labels.all() or not labels.any()):
         # Every trial's val_f1 or val_auroc would be undefined: AUROC scored 0.0 on an

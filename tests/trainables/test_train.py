@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.trainables.data.helpers import SOURCE_CONTRADICTIONS
+from tests.trainables.data.helpers import SOURCE_CONTRADICTIONS, ctt_rows, write_csv
 
 JSON_KEYS = {
     "mode",
@@ -312,6 +312,24 @@ def test_train_names_a_bad_file_or_folder_and_exits_2(
     assert run_cli(main, args) == 2
     assert message in capsys.readouterr().err
     assert junk.read_text() == "not a checkpoint\n"
+
+
+def test_train_refuses_data_too_small_for_a_validation_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One graph (150 messages, window 100) trained with no validation at all: exit 0, an empty
+    # "done" line and Lightning's and torchmetrics' warnings on stderr.
+    from trainables.cli import run_cli
+    from trainables.train import main
+
+    (tmp_path / "data" / "d" / "train_01_x").mkdir(parents=True)
+    write_csv(tmp_path / "data" / "d" / "train_01_x" / "a.csv", ctt_rows(150, attack_every=7))
+    args = ["--mode", "normal", "--epochs", "1", "--data-dir", str(tmp_path / "data")]
+    args += ["--dataset", "d", "--no-cache", "--out", str(tmp_path / "runs")]
+    assert run_cli(main, args) == 2
+    err = capsys.readouterr().err
+    assert "the validation split of d is empty: the training split of d has only 1 graphs" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 PIECEWISE = '{"type": "piecewise", "milestones": [[2, 32], [5, 64]]}'

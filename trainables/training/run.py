@@ -127,7 +127,10 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
     datamodule = build_datamodule(config)
     datamodule.setup("fit")
     assert datamodule.vocab is not None and datamodule.train_set is not None
-    check_trainable(config.mode, config.source, datamodule.train_set.labels)
+    assert datamodule.val_set is not None
+    check_trainable(
+        config.mode, config.source, datamodule.train_set.labels, num_val=len(datamodule.val_set)
+    )
     vocab_size = len(datamodule.vocab)
     prerequisites: dict[str, str] = {}
     # A model this run depends on ran out of memory while it trained first: this run ends out
@@ -340,10 +343,11 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
     return result
 
 
-def check_trainable(mode: str, source: GraphSource, labels: np.ndarray) -> None:
+def check_trainable(mode: str, source: GraphSource, labels: np.ndarray, *, num_val: int) -> None:
     """Stop a run whose training split (the graphs' labels, 1 = attack) has nothing `mode`
     trains on: no graphs, no attack graphs for a supervised mode, no normal ones for the
-    autoencoder (trained on normal traffic only)."""
+    autoencoder (trained on normal traffic only), or too few graphs to hold out `num_val` > 0
+    for validation."""
     where = f"the training split of {source.dataset_name}"
     if mode == "autoencoder" and (labels == 1).all():
         raise UserError(f"--mode autoencoder trains on normal graphs but {where} has none")
@@ -351,6 +355,14 @@ def check_trainable(mode: str, source: GraphSource, labels: np.ndarray) -> None:
         raise UserError(f"{where} has no graphs (fewer messages than --window?)")
     if mode != "autoencoder" and not labels.any():
         raise UserError(f"--mode {mode} is supervised but {where} has no attack graphs")
+    if num_val == 0:
+        # A run trained with no validation metric (Lightning's and torchmetrics' warnings, an
+        # empty "done" line) and a study's every trial scored nothing.
+        raise UserError(
+            f"the validation split of {source.dataset_name} is empty: {where} has only"
+            f" {len(labels)} graphs (a class needs 2 to hold one out); lower --window, or give"
+            " more captures"
+        )
 
 
 def build_datamodule(config: TrainConfig) -> CANGraphDataModule:

@@ -83,6 +83,8 @@ def test_estimate_takes_the_space_as_hpo_run_changes_it_with_set() -> None:
         (2000, 0, "--mode normal is supervised but the training split of d has no attack graphs"),
         # Fewer messages than a window: a ValueError traceback from the tuner's probe set.
         (50, 7, "the training split of d has no graphs (fewer messages than --window?)"),
+        # One graph: no validation split, so every trial's metric was undefined.
+        (150, 7, "the validation split of d is empty: the training split of d has only 1"),
     ],
 )
 def test_estimate_cli_refuses_data_no_trial_can_train_on(
