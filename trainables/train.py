@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="epochs for models trained first (default: --epochs)",
     )
-    deps.add_argument("--kd-temperature", type=float, default=4.0)
-    deps.add_argument("--kd-alpha", type=float, default=0.7)
+    deps.add_argument("--kd-temperature", type=float, default=None, help="kd (4)")
+    deps.add_argument("--kd-alpha", type=float, default=None, help="kd (0.7)")
     return parser
 
 
@@ -221,6 +221,21 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
             f"--eval-multiplier {args.eval_multiplier:g} and --eval-batch-size"
             f" {args.eval_batch_size} both set the eval batch size; give one of them"
         )
+    unused = [
+        option
+        for option, value, modes in (
+            ("--teacher", args.teacher, ("kd",)),
+            ("--vgae", args.vgae, ("curriculum", "fusion")),
+            ("--gat", args.gat, ("fusion",)),
+            ("--prerequisite-epochs", args.prerequisite_epochs, ("kd", "curriculum", "fusion")),
+            ("--kd-temperature", args.kd_temperature, ("kd",)),
+            ("--kd-alpha", args.kd_alpha, ("kd",)),
+        )
+        if value is not None and args.mode not in modes
+    ]
+    if unused:
+        # A model or setting the mode does not use was silently ignored.
+        raise UserError(f"{', '.join(unused)}: not used by --mode {args.mode}; leave it out")
     untuned = [
         option
         for option, value in (
@@ -278,8 +293,8 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         vgae=args.vgae,
         gat=args.gat,
         prerequisite_epochs=args.prerequisite_epochs,
-        kd_temperature=args.kd_temperature,
-        kd_alpha=args.kd_alpha,
+        **({} if args.kd_temperature is None else {"kd_temperature": args.kd_temperature}),
+        **({} if args.kd_alpha is None else {"kd_alpha": args.kd_alpha}),
         batching=batching,
     )
 

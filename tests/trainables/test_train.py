@@ -344,6 +344,12 @@ PIECEWISE = '{"type": "piecewise", "milestones": [[2, 32], [5, 64]]}'
             "--eval-multiplier 3 and --eval-batch-size 32 both set the eval batch size",
         ),
         *SOURCE_CONTRADICTIONS,
+        # A model or setting of another mode was silently ignored.
+        (["--teacher", "runs/x"], "--teacher: not used by --mode normal; leave it out"),
+        (
+            ["--vgae", "a", "--gat", "b", "--kd-alpha", "0.5", "--prerequisite-epochs", "2"],
+            "--vgae, --gat, --prerequisite-epochs, --kd-alpha: not used by --mode normal",
+        ),
         # Epochs count from 0: a milestone at --epochs is never reached, and was ignored.
         (
             ["--epochs", "5", "--schedule", PIECEWISE],
