@@ -72,7 +72,7 @@ def build_report(
     where = client.tracking_uri
     experiment = client.get_experiment_by_name(f"{EXPERIMENT_PREFIX}{space}")
     if experiment is None or experiment.lifecycle_stage != "active":
-        raise UserError(f"no studies of space {space!r} in {where}")
+        raise _no_studies(client, space)
     parents = _search_all(
         client,
         experiment.experiment_id,
@@ -80,7 +80,7 @@ def build_report(
         order_by=["attributes.start_time DESC"],
     )
     if not parents:
-        raise UserError(f"no studies of space {space!r} in {where}")
+        raise _no_studies(client, space)
     parent = _pick_study(parents, study, space, where)
     tags = parent.data.tags
     name = tags.get("hpo.study", parent.info.run_name)
@@ -227,3 +227,16 @@ def _number_or_text(text: str) -> Any:
     if _FLOAT.fullmatch(text):
         return float(text)
     return text
+
+
+def _no_studies(client: MlflowClient, space: str) -> UserError:
+    """No study of `space` in the store: the error names the spaces it has studies of (a
+    mistyped `--space knd` said only that there were none)."""
+    others = sorted(
+        experiment.name.removeprefix(EXPERIMENT_PREFIX)
+        for experiment in client.search_experiments()
+        if experiment.name.startswith(EXPERIMENT_PREFIX)
+        and experiment.name != f"{EXPERIMENT_PREFIX}{space}"
+    )
+    held = f"; it holds studies of space {', '.join(others)}" if others else ""
+    return UserError(f"no studies of space {space!r} in {client.tracking_uri}{held}")

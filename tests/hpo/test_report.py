@@ -321,6 +321,8 @@ def test_hpo_report_without_studies_of_the_space_exits_2(store: str) -> None:
     assert result.returncode == 2
     assert f"error: no studies of space 'kd' in {store}" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+    # A mistyped --space said only that there were none: the spaces it holds are named.
+    assert "; it holds studies of space autoencoder, curriculum" in result.stderr
 
 
 def test_hpo_report_without_a_database_exits_2_and_creates_none(tmp_path: Path) -> None:
