@@ -230,7 +230,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     from hpo.study import StudyConfig
     from search_spaces.overrides import apply_overrides
     from search_spaces.registry import get_space
-    from trainables.batching.sizes import parse_size
+    from trainables.batching.sizes import parse_memory_size
     from trainables.data.cache import default_cache_dir
     from trainables.data.options import source_from_args
 
@@ -252,7 +252,7 @@ def _new_config(study_dir: Path, args: argparse.Namespace) -> StudyConfig:
     budget = (
         None
         if args.memory_budget is None
-        else parse_size(args.memory_budget, option="--memory-budget")
+        else parse_memory_size(args.memory_budget, option="--memory-budget")
     )
     config = StudyConfig(
         space=space,

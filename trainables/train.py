@@ -210,7 +210,7 @@ def _check_replay_options(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     from trainables.batching.schedules import ConstantSchedule, parse_schedule
-    from trainables.batching.sizes import parse_size
+    from trainables.batching.sizes import parse_memory_size
     from trainables.batching.tuner import TunerSettings
     from trainables.errors import UserError
     from trainables.training import BatchTuning, TrainConfig
@@ -258,7 +258,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     budget = (
         None
         if args.memory_budget is None
-        else parse_size(args.memory_budget, option="--memory-budget")
+        else parse_memory_size(args.memory_budget, option="--memory-budget")
     )
     if budget is not None:
         import torch

@@ -152,7 +152,7 @@ def _resolve(
     from hpo.study import StudyConfig
     from search_spaces.overrides import apply_overrides
     from search_spaces.registry import get_space
-    from trainables.batching.sizes import parse_size
+    from trainables.batching.sizes import parse_memory_size
     from trainables.data.cache import default_cache_dir
     from trainables.data.layout import resolve_dataset
     from trainables.data.options import source_from_args
@@ -162,7 +162,7 @@ def _resolve(
         ("--gpu-memory", args.gpu_memory),
         ("--memory-budget", args.memory_budget),
     ):
-        sizes[option] = None if text is None else parse_size(text, option=option)
+        sizes[option] = None if text is None else parse_memory_size(text, option=option)
         if sizes[option] is not None and sizes[option] <= 0:  # type: ignore[operator]
             raise UserError(f"{option} must be > 0, got {text!r}; e.g. 80GiB")
     space = get_space(args.space)

@@ -87,6 +87,10 @@ def test_train_json_output_and_one_line_per_epoch(tmp_path: Path) -> None:
             ["--mode", "normal", "--tune-batch-size", "--tuner-tolerance", "1.5"],
             "--tuner-tolerance must be in [0, 1), got 1.5",
         ),
+        (
+            ["--mode", "normal", "--tune-batch-size", "--memory-budget", "64"],
+            "--memory-budget 64: 64 bytes, too little for any batch; a unit is missing?",
+        ),
     ],
 )
 def test_train_bad_input_exits_2(tmp_path: Path, args: list[str], message: str) -> None:

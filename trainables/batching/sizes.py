@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from trainables.errors import UserError
 
-__all__ = ["format_size", "parse_size"]
+__all__ = ["format_size", "parse_memory_size", "parse_size"]
 
 _UNITS: dict[str, int] = {
     "b": 1,
@@ -65,6 +65,29 @@ def parse_size(text: str | int, *, option: str = "size") -> int:
     if value != value.to_integral_value():
         raise UserError(f"{option}: {text!r} is not a whole number of bytes; {_HOW_TO_FIX}")
     return int(value)
+
+
+def parse_memory_size(text: str, *, option: str) -> int:
+    """`parse_size` for a memory budget or a device's memory, where a bare number below 1 MiB
+    is taken for a missing unit: `--memory-budget 64` was 64 bytes, and the run ended "out of
+    memory (tuner)", exit 0. A small size with its unit (`1KiB`) is taken as written.
+
+    Raises:
+        UserError: Not a size, or a bare number below 1 MiB (the message suggests the units).
+
+    Example:
+        >>> parse_memory_size("64MiB", option="--memory-budget")
+        67108864
+    """
+    size = parse_size(text, option=option)
+    match = _SIZE.match(text)
+    if match is not None and not match.group("unit") and 0 < size < 1 << 20:
+        number = match.group("number")
+        raise UserError(
+            f"{option} {text}: {size} bytes, too little for any batch; a unit is missing?"
+            f" e.g. {number}MiB or {number}GiB"
+        )
+    return size
 
 
 def format_size(num_bytes: int) -> str:

@@ -35,6 +35,7 @@ def test_format_table_puts_datasets_side_by_side() -> None:
         (["--gpu-memory", "4XB"], "--gpu-memory"),
         (["--gpu-memory", "0"], "--gpu-memory must be > 0"),
         (["--memory-budget=0"], "--memory-budget must be > 0"),
+        (["--memory-budget", "64"], "--memory-budget 64: 64 bytes, too little for any batch"),
         (["--num-samples", "0"], "--num-samples must be an integer >= 1"),
         (["--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
         (["--gpus-per-trial", "-1"], "--gpus-per-trial must be a number >= 0"),

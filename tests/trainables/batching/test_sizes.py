@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trainables.batching import sizes
-from trainables.batching.sizes import format_size, parse_size
+from trainables.batching.sizes import format_size, parse_memory_size, parse_size
 from trainables.errors import UserError
 
 
@@ -88,3 +88,14 @@ def test_format_size_round_trips_multiples_of_a_unit(count: int, scale: int) -> 
 
 def test_sizes_docstring_examples_run() -> None:
     assert doctest.testmod(sizes).failed == 0
+
+
+def test_a_memory_size_without_a_unit_below_1mib_is_taken_for_a_missing_unit() -> None:
+    with pytest.raises(UserError, match=r"^--memory-budget 64: 64 bytes, too little for any"):
+        parse_memory_size("64", option="--memory-budget")
+    with pytest.raises(UserError, match=r"a unit is missing\? e\.g\. 512MiB or 512GiB$"):
+        parse_memory_size(" 512 ", option="--gpu-memory")
+    # Written with a unit, or large enough to be bytes on purpose, or 0 (the callers' "> 0").
+    assert parse_memory_size("1KiB", option="--memory-budget") == 1024
+    assert parse_memory_size("1048576", option="--memory-budget") == 1 << 20
+    assert parse_memory_size("0", option="--memory-budget") == 0
