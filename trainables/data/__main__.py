@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +13,8 @@ from trainables.cli import configure_logging, run_cli
 from trainables.data.graphs import NUM_NODE_FEATURES
 from trainables.data.options import add_source_arguments, source_from_args
 from trainables.data.source import load_split
+
+logger = logging.getLogger("trainables.data")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = source_from_args(args)
     loaded = load_split(source, args.split)
     graphs = loaded.graphs
+    if graphs.num_graphs == 0:
+        logger.warning(
+            "%s / %s: no graphs: no capture holds --window %d messages; lower --window",
+            source.dataset_name,
+            args.split,
+            source.window,
+        )
     nodes, edges = graphs.num_nodes_per_graph, graphs.num_edges_per_graph
     summary: dict[str, Any] = {
         "dataset": source.dataset_name,

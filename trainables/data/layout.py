@@ -107,6 +107,11 @@ def resolve_dataset(
             are there and none was named.
     """
     root = Path(data_dir).expanduser()
+    if root.exists() and not root.is_dir():
+        raise UserError(
+            f"--data-dir {data_dir}: a file, not a folder; give the folder of the datasets"
+            " (<data-dir>/<dataset>/<split>/<capture>.csv)"
+        )
     if not root.is_dir():
         raise UserError(f"--data-dir {data_dir}: no such directory")
     if not any(root.iterdir()):

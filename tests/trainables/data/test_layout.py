@@ -31,6 +31,11 @@ def test_resolve_dataset_finds_splits_and_files(tmp_path: Path) -> None:
 def test_resolve_dataset_errors_name_the_option(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"--data-dir .*missing: no such directory"):
         resolve_dataset(tmp_path / "missing", None)
+    # A capture given for the folder (it said "no such directory" of a file that is there).
+    touch(tmp_path / "one.csv.gz")
+    with pytest.raises(UserError, match=r"--data-dir .*one\.csv\.gz: a file, not a folder"):
+        resolve_dataset(tmp_path / "one.csv.gz", None)
+    (tmp_path / "one.csv.gz").unlink()
     touch(tmp_path / "a" / "train_01" / "x.csv")
     touch(tmp_path / "b" / "train_01" / "x.csv")
     with pytest.raises(UserError, match=r"holds 2 datasets; choose one with --dataset \(a, b\)"):

@@ -70,6 +70,15 @@ def test_build_warns_once_of_a_cache_it_cannot_write(tmp_path: Path) -> None:
     assert "synthetic / train: 150 graphs" in result.stdout
 
 
+def test_build_warns_of_a_window_no_capture_holds(tmp_path: Path) -> None:
+    # It printed "0 graphs" and nothing else: a window past every capture's length.
+    root = make_dataset(tmp_path / "d")
+    result = build("--data-dir", root, "--window", "100000", cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    assert "set_01 / train: 0 graphs" in result.stdout
+    assert "set_01 / train: no graphs: no capture holds --window 100000 messages" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
