@@ -147,6 +147,10 @@ class ProbeDataModule(pl.LightningDataModule):
         length: Graphs the loader holds (default: the probe's largest real batch).
     """
 
+    is_probe = True
+    """Modules that fit something on the training data in `setup` (fusion's VGAE score scale)
+    say so at debug level only for a probe: its graphs are the tuner's, not the run's."""
+
     def __init__(
         self,
         probe: WorstBatches | CANGraphDataset,

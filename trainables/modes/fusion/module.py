@@ -161,7 +161,9 @@ class FusionModule(DetectionModule):
             raise UserError("fusion training needs a datamodule: fit(module, datamodule=...)")
         scores = raw_vgae_scores(self.vgae, datamodule.train_dataloader(), device=self.device)
         self.model.set_scale(ScoreScale.fit(scores))
-        logger.info(
+        # The tuner's probes fit a throwaway module's scale on the probe's graphs: not news.
+        logger.log(
+            logging.DEBUG if getattr(datamodule, "is_probe", False) else logging.INFO,
             "fusion: VGAE score scale [%.4g, %.4g] fitted on %d training graphs",
             self.model.scale_low,
             self.model.scale_high,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import pytorch_lightning as pl
@@ -97,6 +98,26 @@ def test_fusion_module_keeps_a_loaded_scale_when_fitting(fitted: FittedRun) -> N
         module, datamodule=fitted.datamodule
     )
     assert module.model.scale == ScoreScale(low=-1.0, high=7.0)
+
+
+def test_fusion_module_says_at_info_only_the_scale_a_run_fits(
+    fitted: FittedRun, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The tuner's probes fit a throwaway module's scale on the probe's graphs: a fusion run
+    # with --tune-batch-size logged "fitted on 75 training graphs" (its eval probe) twice.
+    from trainables.batching.heaviest import ProbeDataModule
+
+    train_set = fitted.datamodule.train_set
+    assert train_set is not None
+    vgae, gat = fitted.module.vgae, fitted.module.gat
+    probe = ProbeDataModule(train_set, batch_size=8, for_eval=False)
+    with caplog.at_level(logging.DEBUG, logger="trainables.train"):
+        for datamodule in (probe, fitted.datamodule):
+            cpu_trainer(1, limit_train_batches=1, limit_val_batches=1).fit(
+                FusionModule(vgae, gat, size="student", seed=0), datamodule=datamodule
+            )
+    fitted_lines = [r for r in caplog.records if "score scale" in r.getMessage()]
+    assert [r.levelno for r in fitted_lines] == [logging.DEBUG, logging.INFO]
 
 
 def test_fusion_module_fit_without_datamodule_raises(fitted: FittedRun) -> None:
