@@ -50,7 +50,7 @@ def prepare_data(source: GraphSource, *, seed: int, mode: str) -> dict[str, int]
         UserError: The training split has nothing `mode` can train on (every trial would fail).
     """
     from trainables.data.datamodule import CANGraphDataModule
-    from trainables.training.run import check_trainable
+    from trainables.training.run import check_trainable, single_class
 
     start = time.perf_counter()
     datamodule = CANGraphDataModule(source, seed=seed)
@@ -58,10 +58,10 @@ def prepare_data(source: GraphSource, *, seed: int, mode: str) -> dict[str, int]
     assert datamodule.train_set is not None and datamodule.val_set is not None
     check_trainable(mode, source, datamodule.train_set.labels, num_val=len(datamodule.val_set))
     labels = datamodule.val_set.labels
-    if len(labels) and (labels.all() or not labels.any()):
+    held = single_class(labels)
+    if held is not None:
         # Every trial's val_f1 or val_auroc would be undefined: AUROC scored 0.0 on an
         # autoencoder study of attack-free captures, with a torchmetrics warning per trial.
-        held = "attack" if labels.all() else "normal"
         raise UserError(
             f"the validation split of {source.dataset_name} ({len(labels)} graphs) holds"
             f" {held} graphs only: a study's metric needs both; give captures with attacks"

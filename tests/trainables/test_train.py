@@ -449,3 +449,23 @@ def test_train_config_file_errors_name_the_file_and_its_key(
         assert f"error: --config {config}: {message}" in err, err
         assert "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_train_says_once_that_validation_holds_one_class(tmp_path: Path) -> None:
+    # Attack-free captures: an autoencoder trains on them, but AUROC is not defined on one
+    # class. torchmetrics warned at every validation, with its own source line after it.
+    folder = tmp_path / "data" / "clean" / "train_01_attack_free"
+    folder.mkdir(parents=True)
+    write_csv(folder / "a.csv", ctt_rows(3000, seed=1))
+    args = ["--mode", "autoencoder", "--size", "student", "--epochs", "2", "--batch-size", "8"]
+    args += ["--data-dir", str(tmp_path / "data"), "--dataset", "clean", "--no-cache"]
+    result = subprocess.run(
+        [sys.executable, "-m", "trainables.train", *args, "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if "holds normal graphs only" in line]
+    assert len(lines) == 1 and "the validation split of clean (" in lines[0], result.stderr
+    assert "No positive samples" not in result.stderr and "warnings.warn" not in result.stderr

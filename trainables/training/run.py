@@ -131,6 +131,18 @@ def _run(config: TrainConfig, run_dir: Path, callbacks: Sequence[pl.Callback]) -
     check_trainable(
         config.mode, config.source, datamodule.train_set.labels, num_val=len(datamodule.val_set)
     )
+    held = single_class(datamodule.val_set.labels)
+    if held is not None:
+        # A study refuses such data (`hpo.prepare`); one run trains, and says so once instead
+        # of torchmetrics' warning (with its source line) at every validation.
+        logger.warning(
+            "the validation split of %s (%d graphs) holds %s graphs only: val_auroc and the"
+            " like are not defined on one class (they read 0.0)",
+            config.source.dataset_name,
+            len(datamodule.val_set),
+            held,
+        )
+        warnings.filterwarnings("ignore", message=r"No (positive|negative) samples in targets")
     vocab_size = len(datamodule.vocab)
     prerequisites: dict[str, str] = {}
     # A model this run depends on ran out of memory while it trained first: this run ends out
@@ -363,6 +375,14 @@ def check_trainable(mode: str, source: GraphSource, labels: np.ndarray, *, num_v
             f" {len(labels)} graphs (a class needs 2 to hold one out); lower --window, or give"
             " more captures"
         )
+
+
+def single_class(labels: np.ndarray) -> str | None:
+    """`"attack"` or `"normal"` when the non-empty `labels` (1 = attack) are all that class;
+    None when both are there, or none at all."""
+    if len(labels) == 0 or (labels.any() and not labels.all()):
+        return None
+    return "attack" if labels.all() else "normal"
 
 
 def build_datamodule(config: TrainConfig) -> CANGraphDataModule:
