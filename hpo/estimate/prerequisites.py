@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpo.estimate.arithmetic import LinearFit, steps_seconds
-from hpo.estimate.steps import Device, trial_datamodule
+from hpo.estimate.steps import Device, quiet_data_logs, trial_datamodule
 
 if TYPE_CHECKING:
     from search_spaces.base import SearchSpace
@@ -34,7 +34,8 @@ def stand_ins(
     needs = prerequisite_needs(space)
     if not needs:
         return {}
-    vocab_size = len(load_split(source, "train").vocab)
+    with quiet_data_logs():
+        vocab_size = len(load_split(source, "train").vocab)
     torch.manual_seed(seed)
     paths = {}
     for role, (mode, size) in needs.items():

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from hpo.estimate.arithmetic import LinearFit, steps_seconds
 from hpo.estimate.model_probe import ModelProbe, probe_model, replay_tuner
 from hpo.estimate.prerequisites import prerequisite_seconds, stand_ins
-from hpo.estimate.steps import Device, StepBenchmark, default_budget
+from hpo.estimate.steps import Device, StepBenchmark, default_budget, quiet_data_logs
 from hpo.estimate.steps import trial_datamodule as _datamodule
 
 if TYPE_CHECKING:
@@ -194,7 +194,8 @@ def _data_seconds(source: GraphSource, *, seed: int) -> float:
     seconds = []
     for _ in range(2):
         tick = time.perf_counter()
-        CANGraphDataModule(source, seed=seed).setup("fit")
+        with quiet_data_logs():
+            CANGraphDataModule(source, seed=seed).setup("fit")
         seconds.append(time.perf_counter() - tick)
     return seconds[-1] if source.use_cache else seconds[0]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import statistics
 import tempfile
@@ -30,6 +31,7 @@ __all__ = [
     "StepTiming",
     "default_budget",
     "median",
+    "quiet_data_logs",
     "time_steps",
     "trial_datamodule",
 ]
@@ -109,8 +111,23 @@ def trial_datamodule(config: TrainConfig) -> Any:
     from trainables.training.run import build_datamodule
 
     datamodule = build_datamodule(config)
-    datamodule.setup("fit")
+    with quiet_data_logs():
+        datamodule.setup("fit")
     return datamodule
+
+
+@contextlib.contextmanager
+def quiet_data_logs() -> Iterator[None]:
+    """The data's INFO lines ("split train: ... cache hit", "data: ... graphs") left out while
+    it lasts: the estimate sets the same data up again and again, and said so each time (the
+    driver's `prepare_data` says it once)."""
+    data_logger = logging.getLogger("trainables.data")
+    level = data_logger.level
+    data_logger.setLevel(max(logging.WARNING, level))
+    try:
+        yield
+    finally:
+        data_logger.setLevel(level)
 
 
 @dataclass(frozen=True)

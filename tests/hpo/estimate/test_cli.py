@@ -199,3 +199,20 @@ def test_estimate_cli_json_is_one_object_per_dataset(
     assert (config.space.name, config.space.epochs, config.num_samples) == ("kd", 3, 6)
     assert (config.gpus_per_trial, config.address) == (0.5, "auto")  # --cluster: joins one
     assert (seen["gpus"], seen["gpus_per_node"]) == (8, 4)
+
+
+def test_the_estimate_sets_its_data_up_again_without_saying_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `hpo.estimate` printed "split train: ... cache hit" and "data: ..." three more times per
+    # dataset after the driver's `prepare_data` had said them once.
+    import logging
+
+    from hpo.estimate.probe import _data_seconds
+
+    source = GraphSource(num_messages=30_000, cache_dir=tmp_path / "cache")
+    level = logging.getLogger("trainables.data").level
+    with caplog.at_level(logging.INFO):
+        assert _data_seconds(source, seed=0) > 0
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("trainables.data")] == []
+    assert logging.getLogger("trainables.data").level == level  # as it was
