@@ -100,6 +100,9 @@ def test_fusion_module_keeps_a_loaded_scale_when_fitting(fitted: FittedRun) -> N
     assert module.model.scale == ScoreScale(low=-1.0, high=7.0)
 
 
+# One validation batch of untrained models: no positive there, and Lightning's eval-mode note.
+@pytest.mark.filterwarnings("ignore:No positive samples in targets")
+@pytest.mark.filterwarnings("ignore:Found .* module\\(s\\) in eval mode")
 def test_fusion_module_says_at_info_only_the_scale_a_run_fits(
     fitted: FittedRun, caplog: pytest.LogCaptureFixture
 ) -> None:
