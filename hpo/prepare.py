@@ -83,14 +83,12 @@ def prepare_data(source: GraphSource, *, seed: int, mode: str) -> dict[str, int]
 
 def prerequisite_needs(space: SearchSpace) -> dict[str, tuple[str, str]]:
     """role -> (mode, size) of the models `space`'s trials build on."""
-    needs: dict[str, tuple[str, str]] = {}
-    if space.mode == "kd":
-        needs["teacher"] = ("normal", "teacher")
-    if space.mode in ("curriculum", "fusion"):
-        needs["vgae"] = ("autoencoder", space.size)
-    if space.mode == "fusion":
-        needs["gat"] = ("normal", space.size)
-    return needs
+    from trainables.training.names import PREREQUISITES
+
+    # kd's teacher is a teacher GAT whatever the space's size; the others match the trials'.
+    kinds = {"teacher": ("normal", "teacher"), "vgae": ("autoencoder", space.size)}
+    kinds["gat"] = ("normal", space.size)
+    return {role: kinds[role] for role in PREREQUISITES.get(space.mode, ())}
 
 
 def prerequisite_config(

@@ -393,20 +393,12 @@ def _check_resume_options(
         )
 
 
-# The study's settings an option sets: StudyConfig fields, and GraphSource fields by option.
+# The study's settings an option sets: these StudyConfig fields, and GraphSource fields
+# (`trainables.data.options.SOURCE_OPTIONS`).
 _STUDY_FIELDS = frozenset(
     {"num_samples", "max_concurrent", "memory_budget", "cpus_per_trial", "gpus_per_trial"}
     | {"scheduler", "seed", "max_failures", "tune_batch_size"}
 )
-_SOURCE_FIELDS = {
-    "data_dir": "data_dir",
-    "dataset": "dataset",
-    "window": "window",
-    "stride": "stride",
-    "num_messages": "num_messages",
-    "data_seed": "seed",
-    "on_bad_rows": "on_bad_rows",
-}
 
 
 def _setting(config: StudyConfig, dest: str) -> object:
@@ -426,7 +418,9 @@ def _setting(config: StudyConfig, dest: str) -> object:
         # its epochs (compared on their own).
         space = config.space
         return space.batch_size, space.schedule_max_batch_size, space.schedule_final_batch_size
-    value = getattr(config.source, _SOURCE_FIELDS[dest])
+    from trainables.data.options import SOURCE_OPTIONS
+
+    value = getattr(config.source, SOURCE_OPTIONS["--" + dest.replace("_", "-")])
     return Path(value).resolve() if isinstance(value, Path) else value
 
 

@@ -214,6 +214,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     from trainables.batching.tuner import TunerSettings
     from trainables.errors import UserError
     from trainables.training import BatchTuning, TrainConfig
+    from trainables.training.names import PREREQUISITES
 
     if args.eval_multiplier is not None and args.eval_batch_size is not None:
         # The eval size given wins over the multiple: the multiplier would be silently ignored.
@@ -221,17 +222,19 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
             f"--eval-multiplier {args.eval_multiplier:g} and --eval-batch-size"
             f" {args.eval_batch_size} both set the eval batch size; give one of them"
         )
+    roles = PREREQUISITES.get(args.mode, ())
     unused = [
         option
-        for option, value, modes in (
-            ("--teacher", args.teacher, ("kd",)),
-            ("--vgae", args.vgae, ("curriculum", "fusion")),
-            ("--gat", args.gat, ("fusion",)),
-            ("--prerequisite-epochs", args.prerequisite_epochs, ("kd", "curriculum", "fusion")),
-            ("--kd-temperature", args.kd_temperature, ("kd",)),
-            ("--kd-alpha", args.kd_alpha, ("kd",)),
+        for option, value, used in (
+            *(
+                (f"--{role}", getattr(args, role), role in roles)
+                for role in ("teacher", "vgae", "gat")
+            ),
+            ("--prerequisite-epochs", args.prerequisite_epochs, bool(roles)),
+            ("--kd-temperature", args.kd_temperature, args.mode == "kd"),
+            ("--kd-alpha", args.kd_alpha, args.mode == "kd"),
         )
-        if value is not None and args.mode not in modes
+        if value is not None and not used
     ]
     if unused:
         # A model or setting the mode does not use was silently ignored.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ def file_lock(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         except OSError as err:  # ENOLCK, ENOSYS, EOPNOTSUPP: a mount without locks
-            _warn_unlocked(path, err)
+            _warn_unlocked(path.parent, str(err.strerror or err))
             yield
             return
         try:
@@ -52,19 +53,15 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-_warned_unlocked: set[Path] = set()
-
-
-def _warn_unlocked(path: Path, err: OSError) -> None:
+@functools.cache
+def _warn_unlocked(folder: Path, reason: str) -> None:
     """One warning per folder and process that its lock files cannot be locked."""
-    if path.parent not in _warned_unlocked:
-        _warned_unlocked.add(path.parent)
-        logger.warning(
-            "%s cannot be locked (%s): its files are updated unlocked; a concurrent update"
-            " may be lost (mount the file system with locks, e.g. Lustre's -o flock)",
-            path.parent,
-            err.strerror or err,
-        )
+    logger.warning(
+        "%s cannot be locked (%s): its files are updated unlocked; a concurrent update"
+        " may be lost (mount the file system with locks, e.g. Lustre's -o flock)",
+        folder,
+        reason,
+    )
 
 
 def canonical_key(key: object) -> str:

@@ -117,7 +117,7 @@ def test_a_mount_without_locks_updates_unlocked_and_warns_once_per_folder(
             raise OSError(errno.ENOSYS, "Function not implemented")
         real_flock(fd, operation)
 
-    monkeypatch.setattr(locked_json, "_warned_unlocked", set())
+    locked_json._warn_unlocked.cache_clear()
     monkeypatch.setattr(fcntl, "flock", no_locks)
     store = LockedJsonFile(tmp_path / "shared" / "counts.json", format_name="demo")
     with caplog.at_level(logging.WARNING, logger=locked_json.__name__):
